@@ -1,0 +1,95 @@
+// The typed configuration: one struct per JSON section, with the defaults written once, here.
+// Parsing (strict: unknown keys, wrong types and impossible values are errors naming the key
+// path) and writing back to JSON live in config_json.h.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ddpm {
+
+struct DataConfig {
+  std::string path;          // image folder; relative paths in a config file are relative to it
+  int height = 32;           // `data.image_size` is either one number or [height, width]
+  int width = 32;
+  int channels = 3;          // 1 (grayscale), 3 (RGB) or 4 (RGBA)
+  bool random_flip = true;   // random horizontal flip during training
+  bool operator==(const DataConfig&) const = default;
+};
+
+struct ModelConfig {
+  int base_channels = 128;
+  std::vector<int> channel_mult = {1, 2, 2, 2};      // one entry per resolution level
+  int num_res_blocks = 2;                            // per level in the encoder (+1 in the decoder)
+  std::vector<int> attention_resolutions = {16};     // feature-map sizes (shorter side) with attention
+  int attention_heads = 1;
+  double dropout = 0.1;
+  int norm_groups = 32;                              // GroupNorm groups; every width must divide
+  bool operator==(const ModelConfig&) const = default;
+};
+
+struct DiffusionConfig {
+  int timesteps = 1000;            // T
+  std::string schedule = "linear";  // linear | cosine | quadratic | sigmoid
+  double beta_start = 1e-4;        // linear, quadratic and sigmoid
+  double beta_end = 0.02;
+  double cosine_s = 0.008;         // cosine offset s (Nichol & Dhariwal)
+  double max_beta = 0.999;         // cosine betas are clipped here
+  bool operator==(const DiffusionConfig&) const = default;
+};
+
+struct TrainConfig {
+  int batch_size = 128;            // per process
+  int64_t steps = 800000;
+  double lr = 2e-4;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  double weight_decay = 0.0;
+  int64_t warmup_steps = 5000;     // linear learning-rate warm-up
+  double grad_clip = 1.0;          // global gradient norm; 0 disables clipping
+  double ema_decay = 0.9999;
+  uint64_t seed = 0;
+  int64_t log_every = 100;
+  int64_t checkpoint_every = 10000;
+  int64_t sample_every = 10000;
+  int keep_checkpoints = 3;
+  std::string device = "auto";     // auto | cpu | cuda | cuda:N
+  std::string precision = "fp32";  // fp32 | bf16 (autocast, CUDA only)
+  bool operator==(const TrainConfig&) const = default;
+};
+
+struct SampleConfig {
+  std::string sampler = "ddpm";       // ddpm | ddim
+  int steps = 1000;                   // number of reverse steps (respaced when < T)
+  double eta = 0.0;                   // DDIM stochasticity
+  std::string variance = "fixed_large";  // fixed_large (beta_t) | fixed_small (posterior beta~_t)
+  std::string spacing = "uniform";    // uniform | quadratic timestep spacing
+  bool clip_denoised = true;          // clip the predicted x0 to [-1, 1]
+  int num_images = 64;
+  int batch_size = 64;
+  uint64_t seed = 0;
+  bool operator==(const SampleConfig&) const = default;
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  DiffusionConfig diffusion;
+  TrainConfig train;
+  SampleConfig sample;
+  bool operator==(const Config&) const = default;
+};
+
+// Checks every cross-field constraint (sizes divisible by the number of levels, widths
+// divisible by the GroupNorm groups, ...). Throws ddpm::Error (config) naming the key path.
+void validate(const Config& config);
+// The parts of validate() that the UNet needs: its own keys and the image shape it is built for.
+void validate_data(const DataConfig& data);
+void validate_model(const ModelConfig& model, const DataConfig& data);
+
+// Number of resolution levels of the UNet, and the feature-map size at each level.
+int num_levels(const ModelConfig& model);
+
+}  // namespace ddpm

@@ -1,0 +1,30 @@
+// The simplified training objective of DDPM (Ho et al. 2020, eq. 14):
+// L_simple = E_{t, x0, eps} || eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
+// with t uniform over 0 .. T-1 and eps ~ N(0, I).
+#pragma once
+
+#include <functional>
+
+#include <torch/torch.h>
+
+#include "ddpm/schedule.h"
+
+namespace ddpm {
+
+// eps_theta(x_t, t): any noise predictor, the UNet or a stub in tests.
+using EpsilonPredictor = std::function<torch::Tensor(const torch::Tensor& x_t,
+                                                     const torch::Tensor& t)>;
+
+// The noise and timesteps of one L_simple evaluation.
+struct NoiseDraw {
+  torch::Tensor t;    // [B] int64, uniform over 0 .. T-1
+  torch::Tensor eps;  // shaped like x0, standard normal
+};
+
+NoiseDraw draw_noise(const torch::Tensor& x0, int64_t timesteps, at::Generator& generator);
+
+// Mean squared error between eps and eps_theta(x_t, t), averaged over every element.
+torch::Tensor simple_loss(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                          const torch::Tensor& x0, const NoiseDraw& draw);
+
+}  // namespace ddpm

@@ -1,0 +1,18 @@
+// "Did you mean ...?" hints for misspelt keys and names, by edit distance.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ddpm {
+
+// Levenshtein distance between two strings.
+int edit_distance(const std::string& a, const std::string& b);
+
+// The candidate closest to `word` when it is close enough to be a likely typo, else "".
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+// A sentence for an error message: "did you mean 'lr'?" or the list of valid choices.
+std::string suggestion_text(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace ddpm

@@ -1,0 +1,27 @@
+// Model weights on disk as a pickled dict {parameter name: tensor}, the format Python's
+// `torch.load` reads; with the UNet's diffusers names, `UNet2DModel.load_state_dict` takes it.
+#pragma once
+
+#include <filesystem>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace ddpm {
+
+// Serialises a value (dicts, lists, tensors, numbers, strings) as the zip archive of
+// `torch.save`, with plain pickled containers: Python's torch.load reads it even with
+// weights_only=True, which refuses the type tags that torch::pickle_save adds.
+std::vector<char> pickle_for_python(const c10::IValue& value);
+
+// Parameters and buffers by their dotted names, on the CPU.
+c10::Dict<std::string, torch::Tensor> state_dict(const torch::nn::Module& module);
+
+// Writes atomically; throws ddpm::Error naming the path on failure.
+void save_weights(const torch::nn::Module& module, const std::filesystem::path& path);
+
+// Strict: every parameter and buffer must be present with its shape, and nothing else.
+// Throws ddpm::Error naming the file and the first mismatching names.
+void load_weights(torch::nn::Module& module, const std::filesystem::path& path);
+
+}  // namespace ddpm

@@ -1,0 +1,55 @@
+// Atomic file replacement through a temporary file, fsync and rename (POSIX).
+#include "ddpm/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "ddpm/error.h"
+
+namespace ddpm {
+namespace {
+
+Error write_error(const std::filesystem::path& path, const std::string& what, int error_number) {
+  return Error(ErrorKind::runtime, "cannot write '" + path.string() + "': " + what + " (" +
+                                       std::strerror(error_number) +
+                                       "); check that the folder exists, is writable and that "
+                                       "the disk has space");
+}
+
+}  // namespace
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
+  const std::filesystem::path temporary =
+      path.string() + ".tmp." + std::to_string(static_cast<long>(::getpid()));
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw write_error(path, "cannot create a temporary file", errno);
+  const char* data = bytes.data();
+  size_t remaining = bytes.size();
+  while (remaining > 0) {
+    const ssize_t written = ::write(fd, data, remaining);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) {
+      const int error_number = written < 0 ? errno : ENOSPC;
+      ::close(fd);
+      ::unlink(temporary.c_str());
+      throw write_error(path, "write failed", error_number);
+    }
+    data += written;
+    remaining -= static_cast<size_t>(written);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int error_number = errno;
+    ::unlink(temporary.c_str());
+    throw write_error(path, "flush failed", error_number);
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int error_number = errno;
+    ::unlink(temporary.c_str());
+    throw write_error(path, "rename failed", error_number);
+  }
+}
+
+}  // namespace ddpm

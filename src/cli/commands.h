@@ -1,0 +1,9 @@
+// The subcommands of `ddpm`; each parses its own arguments and returns the exit code.
+#pragma once
+
+namespace ddpm::cli {
+
+int run_info(int argc, char** argv);
+int run_config(int argc, char** argv);
+
+}  // namespace ddpm::cli

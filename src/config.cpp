@@ -1,0 +1,172 @@
+// Cross-field validation of a parsed Config. Each failure names the key path and the reason.
+#include "ddpm/config.h"
+
+#include <algorithm>
+#include <regex>
+#include <sstream>
+
+#include "ddpm/error.h"
+#include "ddpm/suggest.h"
+
+namespace ddpm {
+namespace {
+
+template <typename T>
+std::string str(const T& value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+void require(bool condition, const std::string& key, const std::string& reason) {
+  if (!condition) throw config_error(key, reason);
+}
+
+void require_choice(const std::string& value, const std::string& key,
+                    const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), value) == choices.end()) {
+    throw config_error(key, "unknown value '" + value + "'; " + suggestion_text(value, choices));
+  }
+}
+
+}  // namespace
+
+void validate_data(const DataConfig& data) {
+  require(data.height > 0 && data.width > 0, "data.image_size",
+          "must be positive, got " + str(data.height) + "x" + str(data.width));
+  require(data.channels == 1 || data.channels == 3 || data.channels == 4, "data.channels",
+          "must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got " + str(data.channels));
+}
+
+void validate_model(const ModelConfig& model, const DataConfig& data) {
+  require(model.base_channels >= 4 && model.base_channels % 2 == 0, "model.base_channels",
+          "must be an even number >= 4 (the sinusoidal time embedding splits it into sin and "
+          "cos halves), got " + str(model.base_channels));
+  require(!model.channel_mult.empty() && model.channel_mult.size() <= 12, "model.channel_mult",
+          "needs between 1 and 12 levels, got " + str(model.channel_mult.size()));
+  for (int mult : model.channel_mult) {
+    require(mult > 0, "model.channel_mult", "entries must be positive, got " + str(mult));
+  }
+  require(model.num_res_blocks >= 1, "model.num_res_blocks",
+          "must be >= 1, got " + str(model.num_res_blocks));
+  require(model.attention_heads >= 1, "model.attention_heads",
+          "must be >= 1, got " + str(model.attention_heads));
+  require(model.dropout >= 0.0 && model.dropout < 1.0, "model.dropout",
+          "must be in [0, 1), got " + str(model.dropout));
+  require(model.norm_groups >= 1, "model.norm_groups",
+          "must be >= 1, got " + str(model.norm_groups));
+  for (int mult : model.channel_mult) {
+    const int width = model.base_channels * mult;
+    require(width % model.norm_groups == 0, "model.norm_groups",
+            "every level width must be divisible by the GroupNorm groups: width " + str(width) +
+                " (base_channels " + str(model.base_channels) + " x " + str(mult) +
+                ") is not divisible by " + str(model.norm_groups));
+  }
+
+  const int levels = num_levels(model);
+  const int factor = 1 << (levels - 1);
+  require(data.height % factor == 0 && data.width % factor == 0, "data.image_size",
+          str(data.height) + "x" + str(data.width) + " is not divisible by " + str(factor) +
+              " = 2^(levels-1) for the " + str(levels) +
+              " levels of model.channel_mult; choose a size divisible by " + str(factor) +
+              " or fewer levels");
+
+  std::vector<int> level_sizes;
+  for (int level = 0; level < levels; ++level) {
+    level_sizes.push_back(std::min(data.height, data.width) >> level);
+  }
+  for (int resolution : model.attention_resolutions) {
+    const auto found = std::find(level_sizes.begin(), level_sizes.end(), resolution);
+    std::string sizes;
+    for (int size : level_sizes) sizes += (sizes.empty() ? "" : ", ") + str(size);
+    require(found != level_sizes.end(), "model.attention_resolutions",
+            str(resolution) + " matches no level; the levels' feature maps (shorter side) are " +
+                sizes);
+    const int width = model.base_channels * model.channel_mult[found - level_sizes.begin()];
+    require(width % model.attention_heads == 0, "model.attention_heads",
+            "the attention width " + str(width) + " is not divisible by " +
+                str(model.attention_heads) + " heads");
+  }
+  const int middle_width = model.base_channels * model.channel_mult.back();
+  require(middle_width % model.attention_heads == 0, "model.attention_heads",
+          "the middle attention width " + str(middle_width) + " is not divisible by " +
+              str(model.attention_heads) + " heads");
+}
+
+namespace {
+
+void validate_diffusion(const DiffusionConfig& diffusion) {
+  require(diffusion.timesteps >= 1, "diffusion.timesteps",
+          "must be >= 1, got " + str(diffusion.timesteps));
+  require_choice(diffusion.schedule, "diffusion.schedule",
+                 {"linear", "cosine", "quadratic", "sigmoid"});
+  require(diffusion.beta_start > 0.0 && diffusion.beta_start < 1.0, "diffusion.beta_start",
+          "must be in (0, 1), got " + str(diffusion.beta_start));
+  require(diffusion.beta_end > 0.0 && diffusion.beta_end < 1.0, "diffusion.beta_end",
+          "must be in (0, 1), got " + str(diffusion.beta_end));
+  require(diffusion.beta_start <= diffusion.beta_end, "diffusion.beta_end",
+          "must be >= diffusion.beta_start (" + str(diffusion.beta_start) + "), got " +
+              str(diffusion.beta_end));
+  require(diffusion.cosine_s > 0.0, "diffusion.cosine_s",
+          "must be > 0, got " + str(diffusion.cosine_s));
+  require(diffusion.max_beta > 0.0 && diffusion.max_beta < 1.0, "diffusion.max_beta",
+          "must be in (0, 1), got " + str(diffusion.max_beta));
+}
+
+void validate_train(const TrainConfig& train) {
+  require(train.batch_size >= 1, "train.batch_size", "must be >= 1, got " + str(train.batch_size));
+  require(train.steps >= 1, "train.steps", "must be >= 1, got " + str(train.steps));
+  require(train.lr > 0.0, "train.lr", "must be > 0, got " + str(train.lr));
+  require(train.adam_beta1 >= 0.0 && train.adam_beta1 < 1.0, "train.adam_beta1",
+          "must be in [0, 1), got " + str(train.adam_beta1));
+  require(train.adam_beta2 >= 0.0 && train.adam_beta2 < 1.0, "train.adam_beta2",
+          "must be in [0, 1), got " + str(train.adam_beta2));
+  require(train.adam_eps > 0.0, "train.adam_eps", "must be > 0, got " + str(train.adam_eps));
+  require(train.weight_decay >= 0.0, "train.weight_decay",
+          "must be >= 0, got " + str(train.weight_decay));
+  require(train.warmup_steps >= 0, "train.warmup_steps",
+          "must be >= 0, got " + str(train.warmup_steps));
+  require(train.grad_clip >= 0.0, "train.grad_clip",
+          "must be >= 0 (0 disables clipping), got " + str(train.grad_clip));
+  require(train.ema_decay >= 0.0 && train.ema_decay < 1.0, "train.ema_decay",
+          "must be in [0, 1), got " + str(train.ema_decay));
+  require(train.log_every >= 1, "train.log_every", "must be >= 1, got " + str(train.log_every));
+  require(train.checkpoint_every >= 1, "train.checkpoint_every",
+          "must be >= 1, got " + str(train.checkpoint_every));
+  require(train.sample_every >= 0, "train.sample_every",
+          "must be >= 0 (0 disables sample grids), got " + str(train.sample_every));
+  require(train.keep_checkpoints >= 1, "train.keep_checkpoints",
+          "must be >= 1, got " + str(train.keep_checkpoints));
+  static const std::regex device_pattern("auto|cpu|cuda(:[0-9]+)?");
+  require(std::regex_match(train.device, device_pattern), "train.device",
+          "must be auto, cpu, cuda or cuda:N, got '" + train.device + "'");
+  require_choice(train.precision, "train.precision", {"fp32", "bf16"});
+}
+
+void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusion) {
+  require_choice(sample.sampler, "sample.sampler", {"ddpm", "ddim"});
+  require(sample.steps >= 1 && sample.steps <= diffusion.timesteps, "sample.steps",
+          "must be in [1, diffusion.timesteps = " + str(diffusion.timesteps) + "], got " +
+              str(sample.steps));
+  require(sample.eta >= 0.0, "sample.eta", "must be >= 0, got " + str(sample.eta));
+  require_choice(sample.variance, "sample.variance", {"fixed_large", "fixed_small"});
+  require_choice(sample.spacing, "sample.spacing", {"uniform", "quadratic"});
+  require(sample.num_images >= 1, "sample.num_images",
+          "must be >= 1, got " + str(sample.num_images));
+  require(sample.batch_size >= 1, "sample.batch_size",
+          "must be >= 1, got " + str(sample.batch_size));
+}
+
+}  // namespace
+
+int num_levels(const ModelConfig& model) { return static_cast<int>(model.channel_mult.size()); }
+
+void validate(const Config& config) {
+  validate_data(config.data);
+  validate_model(config.model, config.data);
+  validate_diffusion(config.diffusion);
+  validate_train(config.train);
+  validate_sample(config.sample, config.diffusion);
+}
+
+}  // namespace ddpm

@@ -1,0 +1,386 @@
+// Strict JSON reading and complete JSON writing of Config, plus --set overrides.
+#include "ddpm/config_json.h"
+
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <type_traits>
+
+#include "ddpm/error.h"
+#include "ddpm/suggest.h"
+
+namespace ddpm {
+namespace {
+
+using nlohmann::json;
+
+std::string type_name(const json& value) {
+  if (value.is_number_integer()) return "an integer";
+  if (value.is_number_float()) return "a number with a fraction";
+  return std::string("a ") + value.type_name();
+}
+
+// Reads the keys of one JSON object into typed fields and remembers which keys it knows, so
+// that anything left over is reported as unknown.
+class ObjectReader {
+ public:
+  ObjectReader(const json& object, std::string path) : object_(object), path_(std::move(path)) {
+    if (!object_.is_object()) {
+      throw config_error(path_, "expected an object, got " + type_name(object_));
+    }
+  }
+
+  template <typename Integer>
+  void read_integer(const std::string& key, Integer& out) {
+    const json* value = find(key);
+    if (!value) return;
+    if (!value->is_number_integer()) {
+      throw config_error(key_path(key), "expected an integer, got " + type_name(*value));
+    }
+    bool fits = false;
+    if (value->is_number_unsigned()) {
+      fits = value->get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<Integer>::max());
+    } else if constexpr (std::is_signed_v<Integer>) {
+      const int64_t number = value->get<int64_t>();
+      fits = number >= std::numeric_limits<Integer>::min() &&
+             number <= std::numeric_limits<Integer>::max();
+    }
+    if (!fits) {
+      throw config_error(key_path(key), "integer " + value->dump() + " is out of range (" +
+                                            std::to_string(std::numeric_limits<Integer>::min()) +
+                                            " to " +
+                                            std::to_string(std::numeric_limits<Integer>::max()) +
+                                            ")");
+    }
+    out = value->get<Integer>();
+  }
+
+  void read(const std::string& key, int& out) { read_integer(key, out); }
+  void read(const std::string& key, int64_t& out) { read_integer(key, out); }
+  void read(const std::string& key, uint64_t& out) { read_integer(key, out); }
+
+  void read(const std::string& key, double& out) {
+    const json* value = find(key);
+    if (!value) return;
+    if (!value->is_number()) {
+      throw config_error(key_path(key), "expected a number, got " + type_name(*value));
+    }
+    out = value->get<double>();
+  }
+
+  void read(const std::string& key, bool& out) {
+    const json* value = find(key);
+    if (!value) return;
+    if (!value->is_boolean()) {
+      throw config_error(key_path(key), "expected true or false, got " + type_name(*value));
+    }
+    out = value->get<bool>();
+  }
+
+  void read(const std::string& key, std::string& out) {
+    const json* value = find(key);
+    if (!value) return;
+    if (!value->is_string()) {
+      throw config_error(key_path(key), "expected a string, got " + type_name(*value));
+    }
+    out = value->get<std::string>();
+  }
+
+  void read(const std::string& key, std::vector<int>& out) {
+    const json* value = find(key);
+    if (!value) return;
+    if (!value->is_array()) {
+      throw config_error(key_path(key), "expected a list of integers, got " + type_name(*value));
+    }
+    std::vector<int> result;
+    for (const auto& element : *value) {
+      if (!element.is_number_integer() || element.get<int64_t>() < INT32_MIN ||
+          element.get<int64_t>() > INT32_MAX) {
+        throw config_error(key_path(key),
+                           "expected a list of integers, found " + element.dump());
+      }
+      result.push_back(element.get<int>());
+    }
+    out = std::move(result);
+  }
+
+  // `data.image_size`: one integer for a square image, or [height, width].
+  void read_image_size(const std::string& key, int& height, int& width) {
+    const json* value = find(key);
+    if (!value) return;
+    if (value->is_number_integer() && value->get<int64_t>() > 0 &&
+        value->get<int64_t>() <= INT32_MAX) {
+      height = width = value->get<int>();
+      return;
+    }
+    if (value->is_array() && value->size() == 2 && (*value)[0].is_number_integer() &&
+        (*value)[1].is_number_integer() && (*value)[0].get<int64_t>() > 0 &&
+        (*value)[1].get<int64_t>() > 0 && (*value)[0].get<int64_t>() <= INT32_MAX &&
+        (*value)[1].get<int64_t>() <= INT32_MAX) {
+      height = (*value)[0].get<int>();
+      width = (*value)[1].get<int>();
+      return;
+    }
+    throw config_error(key_path(key), "expected a positive integer or [height, width], got " +
+                                          value->dump());
+  }
+
+  // Any key that no read call asked for is unknown.
+  void finish() const {
+    for (const auto& item : object_.items()) {
+      if (std::find(known_.begin(), known_.end(), item.key()) == known_.end()) {
+        throw config_error(key_path(item.key()),
+                           "unknown key; " + suggestion_text(item.key(), known_));
+      }
+    }
+  }
+
+ private:
+  const json* find(const std::string& key) {
+    known_.push_back(key);
+    const auto found = object_.find(key);
+    return found == object_.end() ? nullptr : &*found;
+  }
+  std::string key_path(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
+
+  const json& object_;
+  std::string path_;
+  std::vector<std::string> known_;
+};
+
+void read_data(const json& object, DataConfig& data) {
+  ObjectReader reader(object, "data");
+  reader.read("path", data.path);
+  reader.read_image_size("image_size", data.height, data.width);
+  reader.read("channels", data.channels);
+  reader.read("random_flip", data.random_flip);
+  reader.finish();
+}
+
+void read_model(const json& object, ModelConfig& model) {
+  ObjectReader reader(object, "model");
+  reader.read("base_channels", model.base_channels);
+  reader.read("channel_mult", model.channel_mult);
+  reader.read("num_res_blocks", model.num_res_blocks);
+  reader.read("attention_resolutions", model.attention_resolutions);
+  reader.read("attention_heads", model.attention_heads);
+  reader.read("dropout", model.dropout);
+  reader.read("norm_groups", model.norm_groups);
+  reader.finish();
+}
+
+void read_diffusion(const json& object, DiffusionConfig& diffusion) {
+  ObjectReader reader(object, "diffusion");
+  reader.read("timesteps", diffusion.timesteps);
+  reader.read("schedule", diffusion.schedule);
+  reader.read("beta_start", diffusion.beta_start);
+  reader.read("beta_end", diffusion.beta_end);
+  reader.read("cosine_s", diffusion.cosine_s);
+  reader.read("max_beta", diffusion.max_beta);
+  reader.finish();
+}
+
+void read_train(const json& object, TrainConfig& train) {
+  ObjectReader reader(object, "train");
+  reader.read("batch_size", train.batch_size);
+  reader.read("steps", train.steps);
+  reader.read("lr", train.lr);
+  reader.read("adam_beta1", train.adam_beta1);
+  reader.read("adam_beta2", train.adam_beta2);
+  reader.read("adam_eps", train.adam_eps);
+  reader.read("weight_decay", train.weight_decay);
+  reader.read("warmup_steps", train.warmup_steps);
+  reader.read("grad_clip", train.grad_clip);
+  reader.read("ema_decay", train.ema_decay);
+  reader.read("seed", train.seed);
+  reader.read("log_every", train.log_every);
+  reader.read("checkpoint_every", train.checkpoint_every);
+  reader.read("sample_every", train.sample_every);
+  reader.read("keep_checkpoints", train.keep_checkpoints);
+  reader.read("device", train.device);
+  reader.read("precision", train.precision);
+  reader.finish();
+}
+
+void read_sample(const json& object, SampleConfig& sample) {
+  ObjectReader reader(object, "sample");
+  reader.read("sampler", sample.sampler);
+  reader.read("steps", sample.steps);
+  reader.read("eta", sample.eta);
+  reader.read("variance", sample.variance);
+  reader.read("spacing", sample.spacing);
+  reader.read("clip_denoised", sample.clip_denoised);
+  reader.read("num_images", sample.num_images);
+  reader.read("batch_size", sample.batch_size);
+  reader.read("seed", sample.seed);
+  reader.finish();
+}
+
+const std::vector<std::string>& section_names() {
+  static const std::vector<std::string> names = {"data", "model", "diffusion", "train", "sample"};
+  return names;
+}
+
+json parse_file(const std::filesystem::path& file) {
+  std::error_code error;
+  if (!std::filesystem::exists(file, error)) {
+    throw Error(ErrorKind::config, "config file '" + file.string() +
+                                       "' does not exist; pass an existing JSON file, e.g. "
+                                       "configs/tiny.json");
+  }
+  if (std::filesystem::is_directory(file, error)) {
+    throw Error(ErrorKind::config, "config file '" + file.string() + "' is a folder, not a file");
+  }
+  std::ifstream in(file);
+  if (!in) {
+    throw Error(ErrorKind::config, "config file '" + file.string() + "' cannot be read");
+  }
+  try {
+    return json::parse(in, nullptr, true, /*ignore_comments=*/false);
+  } catch (const json::parse_error& parse_error) {
+    throw Error(ErrorKind::config,
+                "config file '" + file.string() + "' is not valid JSON: " + parse_error.what());
+  }
+}
+
+}  // namespace
+
+Config config_from_json(const json& root) {
+  if (!root.is_object()) {
+    throw Error(ErrorKind::config, "a config must be a JSON object with the sections data, "
+                                   "model, diffusion, train and sample; got " +
+                                       type_name(root));
+  }
+  for (const auto& item : root.items()) {
+    const auto& names = section_names();
+    if (std::find(names.begin(), names.end(), item.key()) == names.end()) {
+      throw config_error(item.key(), "unknown section; " + suggestion_text(item.key(), names));
+    }
+  }
+  Config config;
+  const json empty = json::object();
+  const auto section = [&](const char* name) -> const json& {
+    return root.contains(name) ? root.at(name) : empty;
+  };
+  read_data(section("data"), config.data);
+  read_model(section("model"), config.model);
+  read_diffusion(section("diffusion"), config.diffusion);
+  read_train(section("train"), config.train);
+  read_sample(section("sample"), config.sample);
+  validate(config);
+  return config;
+}
+
+json config_to_json(const Config& config) {
+  json root;
+  const DataConfig& data = config.data;
+  root["data"] = {{"path", data.path},
+                  {"image_size", data.height == data.width
+                                     ? json(data.height)
+                                     : json::array({data.height, data.width})},
+                  {"channels", data.channels},
+                  {"random_flip", data.random_flip}};
+  const ModelConfig& model = config.model;
+  root["model"] = {{"base_channels", model.base_channels},
+                   {"channel_mult", model.channel_mult},
+                   {"num_res_blocks", model.num_res_blocks},
+                   {"attention_resolutions", model.attention_resolutions},
+                   {"attention_heads", model.attention_heads},
+                   {"dropout", model.dropout},
+                   {"norm_groups", model.norm_groups}};
+  const DiffusionConfig& diffusion = config.diffusion;
+  root["diffusion"] = {{"timesteps", diffusion.timesteps},   {"schedule", diffusion.schedule},
+                       {"beta_start", diffusion.beta_start}, {"beta_end", diffusion.beta_end},
+                       {"cosine_s", diffusion.cosine_s},     {"max_beta", diffusion.max_beta}};
+  const TrainConfig& train = config.train;
+  root["train"] = {{"batch_size", train.batch_size},
+                   {"steps", train.steps},
+                   {"lr", train.lr},
+                   {"adam_beta1", train.adam_beta1},
+                   {"adam_beta2", train.adam_beta2},
+                   {"adam_eps", train.adam_eps},
+                   {"weight_decay", train.weight_decay},
+                   {"warmup_steps", train.warmup_steps},
+                   {"grad_clip", train.grad_clip},
+                   {"ema_decay", train.ema_decay},
+                   {"seed", train.seed},
+                   {"log_every", train.log_every},
+                   {"checkpoint_every", train.checkpoint_every},
+                   {"sample_every", train.sample_every},
+                   {"keep_checkpoints", train.keep_checkpoints},
+                   {"device", train.device},
+                   {"precision", train.precision}};
+  const SampleConfig& sample = config.sample;
+  root["sample"] = {{"sampler", sample.sampler},
+                    {"steps", sample.steps},
+                    {"eta", sample.eta},
+                    {"variance", sample.variance},
+                    {"spacing", sample.spacing},
+                    {"clip_denoised", sample.clip_denoised},
+                    {"num_images", sample.num_images},
+                    {"batch_size", sample.batch_size},
+                    {"seed", sample.seed}};
+  return root;
+}
+
+void apply_override(json& root, const std::string& assignment) {
+  const auto equals = assignment.find('=');
+  const std::string key_path = assignment.substr(0, equals);
+  const auto dot = key_path.find('.');
+  if (equals == std::string::npos || dot == std::string::npos || dot == 0 ||
+      dot + 1 == key_path.size() || key_path.find('.', dot + 1) != std::string::npos) {
+    throw Error(ErrorKind::usage, "--set '" + assignment +
+                                      "': expected section.key=value, e.g. --set train.lr=1e-4");
+  }
+  const std::string section = key_path.substr(0, dot);
+  const std::string key = key_path.substr(dot + 1);
+  const std::string text = assignment.substr(equals + 1);
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;  // bare words such as cosine or /data/images
+  if (!root.is_object()) root = json::object();
+  json& target = root[section];
+  if (target.is_null()) target = json::object();
+  if (!target.is_object()) {
+    throw config_error(section, "expected an object, got " + type_name(target));
+  }
+  target[key] = std::move(value);
+}
+
+Config load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  json root = parse_file(file);
+  if (root.is_object() && root.contains("data") && root["data"].is_object() &&
+      root["data"].contains("path") && root["data"]["path"].is_string()) {
+    const std::filesystem::path data_path = root["data"]["path"].get<std::string>();
+    if (!data_path.empty() && data_path.is_relative()) {
+      const auto folder = std::filesystem::absolute(file).parent_path();
+      root["data"]["path"] = (folder / data_path).lexically_normal().string();
+    }
+  }
+  for (const auto& assignment : overrides) apply_override(root, assignment);
+  try {
+    return config_from_json(root);
+  } catch (const Error& error) {
+    throw Error(error.kind(), file.string() + ": " + error.what());
+  }
+}
+
+Config default_config(const std::vector<std::string>& overrides) {
+  json root = json::object();
+  for (const auto& assignment : overrides) apply_override(root, assignment);
+  return config_from_json(root);
+}
+
+std::string config_defaults_text() {
+  std::ostringstream out;
+  const json defaults = config_to_json(Config{});
+  for (const auto& section : defaults.items()) {
+    for (const auto& item : section.value().items()) {
+      out << "  " << section.key() << "." << item.key() << " = " << item.value().dump() << "\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace ddpm
