@@ -4,6 +4,7 @@
 #
 #   scripts/setup.sh          system packages, .venv with torch (LibTorch), build/ with ddpm
 #   scripts/setup.sh --test   also the Python packages the test suite compares against
+#   scripts/setup.sh --data   also Debian's Fashion-MNIST (the demo's default data)
 #
 # Environment: DDPM_TORCH picks the torch to build against (default: torch==2.14.1, a CUDA
 # build, when nvcc is installed, else torch==2.13.0); DDPM_BUILD_DIR (default: build).
@@ -13,7 +14,14 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 build_dir="${DDPM_BUILD_DIR:-$root/build}"
 with_tests=0
-[[ "${1:-}" == "--test" ]] && with_tests=1
+with_data=0
+for argument in "$@"; do
+  case "$argument" in
+    --test) with_tests=1 ;;
+    --data) with_data=1 ;;
+    *) echo "usage: scripts/setup.sh [--test] [--data]" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -21,6 +29,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 packages=(g++ git pkg-config libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev
           libgtest-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv python3-pip)
+((with_data)) && packages+=(dataset-fashion-mnist)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||

@@ -36,6 +36,10 @@ void validate_data(const DataConfig& data) {
           "must be positive, got " + str(data.height) + "x" + str(data.width));
   require(data.channels == 1 || data.channels == 3 || data.channels == 4, "data.channels",
           "must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got " + str(data.channels));
+  require(data.workers >= 1 && data.workers <= 256, "data.workers",
+          "must be in [1, 256], got " + str(data.workers));
+  require(data.cache_mb >= 0, "data.cache_mb",
+          "must be >= 0 (0 never caches), got " + str(data.cache_mb));
 }
 
 void validate_model(const ModelConfig& model, const DataConfig& data) {
@@ -141,6 +145,7 @@ void validate_train(const TrainConfig& train) {
   require(std::regex_match(train.device, device_pattern), "train.device",
           "must be auto, cpu, cuda or cuda:N, got '" + train.device + "'");
   require_choice(train.precision, "train.precision", {"fp32", "bf16"});
+  require_choice(train.on_nonfinite, "train.on_nonfinite", {"stop", "skip"});
 }
 
 void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusion) {

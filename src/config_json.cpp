@@ -156,6 +156,8 @@ void read_data(const json& object, DataConfig& data) {
   reader.read_image_size("image_size", data.height, data.width);
   reader.read("channels", data.channels);
   reader.read("random_flip", data.random_flip);
+  reader.read("workers", data.workers);
+  reader.read("cache_mb", data.cache_mb);
   reader.finish();
 }
 
@@ -201,6 +203,7 @@ void read_train(const json& object, TrainConfig& train) {
   reader.read("keep_checkpoints", train.keep_checkpoints);
   reader.read("device", train.device);
   reader.read("precision", train.precision);
+  reader.read("on_nonfinite", train.on_nonfinite);
   reader.finish();
 }
 
@@ -281,7 +284,9 @@ json config_to_json(const Config& config) {
                                      ? json(data.height)
                                      : json::array({data.height, data.width})},
                   {"channels", data.channels},
-                  {"random_flip", data.random_flip}};
+                  {"random_flip", data.random_flip},
+                  {"workers", data.workers},
+                  {"cache_mb", data.cache_mb}};
   const ModelConfig& model = config.model;
   root["model"] = {{"base_channels", model.base_channels},
                    {"channel_mult", model.channel_mult},
@@ -311,7 +316,8 @@ json config_to_json(const Config& config) {
                    {"sample_every", train.sample_every},
                    {"keep_checkpoints", train.keep_checkpoints},
                    {"device", train.device},
-                   {"precision", train.precision}};
+                   {"precision", train.precision},
+                   {"on_nonfinite", train.on_nonfinite}};
   const SampleConfig& sample = config.sample;
   root["sample"] = {{"sampler", sample.sampler},
                     {"steps", sample.steps},

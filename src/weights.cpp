@@ -88,25 +88,32 @@ void load_weights(torch::nn::Module& module, const std::filesystem::path& path) 
     stored[entry.key().toStringRef()] = entry.value().toTensor();
   }
 
+  load_state_dict(module, stored, "weights file '" + path.string() + "'");
+}
+
+void load_state_dict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                     const std::string& source) {
+  const auto fail = [&](const std::string& reason) {
+    return Error(ErrorKind::runtime, source + ": " + reason);
+  };
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
   const auto assign = [&](const std::string& name, torch::Tensor& target) {
-    const auto found = stored.find(name);
-    if (found == stored.end()) throw weights_error(path, "has no tensor '" + name + "'");
+    const auto found = tensors.find(name);
+    if (found == tensors.end()) throw fail("has no tensor '" + name + "'");
     if (found->second.sizes() != target.sizes()) {
-      throw weights_error(path, "tensor '" + name + "' has shape " + shape_text(found->second) +
-                                    ", the model expects " + shape_text(target) +
-                                    " (a different model config?)");
+      throw fail("tensor '" + name + "' has shape " + shape_text(found->second) +
+                 ", the model expects " + shape_text(target) + " (a different model config?)");
     }
     target.copy_(found->second);
     used.insert(name);
   };
   for (auto& item : module.named_parameters()) assign(item.key(), item.value());
   for (auto& item : module.named_buffers()) assign(item.key(), item.value());
-  for (const auto& item : stored) {
+  for (const auto& item : tensors) {
     if (!used.count(item.first)) {
-      throw weights_error(path, "has tensor '" + item.first +
-                                    "' that the model does not have (a different model config?)");
+      throw fail("has tensor '" + item.first +
+                 "' that the model does not have (a different model config?)");
     }
   }
 }

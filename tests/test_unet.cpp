@@ -55,7 +55,12 @@ TEST_P(UNetShapes, OutputShapeEqualsInputShape) {
 INSTANTIATE_TEST_SUITE_P(GrayscaleRgbRgbaNonSquare, UNetShapes,
                          ::testing::Values(ShapeCase{1, 16, 16}, ShapeCase{3, 16, 16},
                                            ShapeCase{4, 16, 16}, ShapeCase{3, 16, 32},
-                                           ShapeCase{1, 32, 8}));
+                                           ShapeCase{1, 32, 8}),
+                         [](const ::testing::TestParamInfo<ShapeCase>& info) {
+                           return std::to_string(info.param.channels) + "x" +
+                                  std::to_string(info.param.height) + "x" +
+                                  std::to_string(info.param.width);
+                         });
 
 TEST(UNet, Cifar10ConfigHasThePaperParameterCount) {
   UNet model(ModelConfig{}, image(3, 32, 32));  // the defaults are the CIFAR-10 recipe

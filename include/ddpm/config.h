@@ -15,6 +15,8 @@ struct DataConfig {
   int width = 32;
   int channels = 3;          // 1 (grayscale), 3 (RGB) or 4 (RGBA)
   bool random_flip = true;   // random horizontal flip during training
+  int workers = 2;           // image-decoding threads
+  int cache_mb = 2048;       // keep the decoded data set in memory when it fits (0: never)
   bool operator==(const DataConfig&) const = default;
 };
 
@@ -57,6 +59,7 @@ struct TrainConfig {
   int keep_checkpoints = 3;
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   std::string precision = "fp32";  // fp32 | bf16 (autocast, CUDA only)
+  std::string on_nonfinite = "stop";  // stop | skip: what a NaN/Inf loss or gradient does
   bool operator==(const TrainConfig&) const = default;
 };
 

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -16,6 +18,11 @@ std::vector<char> pickle_for_python(const c10::IValue& value);
 
 // Parameters and buffers by their dotted names, on the CPU.
 c10::Dict<std::string, torch::Tensor> state_dict(const torch::nn::Module& module);
+
+// Copies `tensors` into the module's parameters and buffers. Strict: every parameter and buffer
+// must be present with its shape, and nothing else; errors name `source` and the tensor.
+void load_state_dict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                     const std::string& source);
 
 // Writes atomically; throws ddpm::Error naming the path on failure.
 void save_weights(const torch::nn::Module& module, const std::filesystem::path& path);

@@ -5,5 +5,7 @@ namespace ddpm::cli {
 
 int run_info(int argc, char** argv);
 int run_config(int argc, char** argv);
+int run_train(int argc, char** argv);
+int run_sample(int argc, char** argv);
 
 }  // namespace ddpm::cli

@@ -1,0 +1,55 @@
+// Training checkpoints: one file with everything a resumed run needs, and the run directory's
+// `checkpoints/` folder (step files, a `latest` pointer, the last K kept).
+//
+// The file is the zip archive of torch.save holding a plain dict, so Python reads it with
+// `torch.load(path, weights_only=True)`: keys format_version, step, config (JSON text), model,
+// ema and optimizer (dicts of tensors), rng (generator states), loader_epoch, loader_batch.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace ddpm {
+
+// Files of a newer format are refused; bump when the layout changes.
+constexpr int64_t kCheckpointFormatVersion = 1;
+
+using TensorMap = std::map<std::string, torch::Tensor>;
+
+struct TrainingState {
+  int64_t step = 0;              // optimizer steps completed
+  nlohmann::json config;         // the resolved config of the run
+  TensorMap model, ema;          // parameters and buffers by name
+  TensorMap optimizer;           // Adam moments and step counts by "<parameter>.<field>"
+  TensorMap rng;                 // generator states (uint8 tensors) by name
+  int64_t loader_epoch = 0;      // the data loader's position
+  int64_t loader_batch = 0;
+};
+
+// Writes atomically (a crash leaves the previous file intact). Throws ddpm::Error on failure.
+void save_checkpoint(const std::filesystem::path& path, const TrainingState& state);
+
+// Throws ddpm::Error (runtime) naming the file for a missing, truncated or corrupt file, one of
+// a newer format version, or one that lacks a field.
+TrainingState load_checkpoint(const std::filesystem::path& path);
+
+// run_dir/checkpoints/step_000001000.pt
+std::filesystem::path checkpoint_file(const std::filesystem::path& run_dir, int64_t step);
+
+// Saves the step's checkpoint, points run_dir/checkpoints/latest at it, then deletes all but the
+// newest `keep` step files.
+void publish_checkpoint(const std::filesystem::path& run_dir, const TrainingState& state, int keep);
+
+// A checkpoint file as given, or the one a run directory's `latest` names. Throws ddpm::Error
+// saying what is missing.
+std::filesystem::path resolve_checkpoint(const std::filesystem::path& file_or_run_dir);
+
+// The step files of a run directory, oldest first.
+std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
+
+}  // namespace ddpm

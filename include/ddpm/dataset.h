@@ -1,0 +1,68 @@
+// Training data from a folder of images: scanning the folder, and a threaded loader that decodes,
+// resizes and flips images into float batches in [-1, 1]. The batches depend only on the file
+// list, the config, the seed, the rank and the epoch, never on the number of worker threads or
+// their timing, so a run resumed from a LoaderState sees exactly the batches it would have seen.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ddpm/config.h"
+
+namespace ddpm {
+
+// Every image file (.png .jpg .jpeg .bmp .tga .gif, any case) under `folder`, recursively,
+// sorted. Only lists the folder, never opens a file. Throws ddpm::Error (runtime) naming the
+// path when it is missing, not a folder, unreadable, or holds no image files.
+std::vector<std::filesystem::path> scan_image_folder(const std::filesystem::path& folder);
+
+// Where a loader stands: the epoch, and the number of batches of it already returned.
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t batch = 0;
+  bool operator==(const LoaderState&) const = default;
+};
+
+// Epoch e visits the files in a permutation drawn from a generator seeded with
+// seed * 1000003 + e. Rank r of world_size takes positions r, r + world_size, ... of it (each
+// rank the same number, floor(N / world_size), so shards are disjoint and ranks stay in step);
+// batches are consecutive runs of batch_size of the shard, the incomplete last one dropped.
+// With data.random_flip, the horizontal flip of each image is a hash of (seed, e, position).
+//
+// A file that cannot be decoded (corrupt, truncated, empty, oversized) is skipped: its place
+// is taken by the next readable file of the shard, in the same order, and it is counted and
+// never tried again. The first few are named in one warning. When the decoded data set
+// (N × C × H × W bytes) fits in data.cache_mb, decoded images are kept in memory.
+class DataLoader {
+ public:
+  // Throws ddpm::Error when there are no files, when a shard holds fewer files than one batch,
+  // or when rank / world_size / batch_size are impossible.
+  DataLoader(std::vector<std::filesystem::path> files, const DataConfig& data, int batch_size,
+             uint64_t seed, int rank = 0, int world_size = 1);
+  ~DataLoader();  // stops and joins the worker threads
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // The next batch: CPU float32 [batch_size, C, H, W] in [-1, 1]. Throws ddpm::Error when too
+  // few files are readable to fill a batch (then every later call throws it again).
+  torch::Tensor next();
+
+  LoaderState state() const;              // the position of the batch next() returns next
+  void restore(const LoaderState& state); // continue from a state() of an identical loader
+
+  int64_t batches_per_epoch() const;
+  int64_t skipped_files() const;                   // unreadable files found so far
+  std::vector<std::string> skipped_examples() const;  // the first few, as "path: reason"
+  bool caches_images() const;                      // whether decoded images are kept in memory
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ddpm

@@ -1,0 +1,56 @@
+// Images in and out: decoding with size limits (PNG, JPEG, BMP, TGA, GIF through stb), channel
+// conversion, antialiased resizing with a centre crop, [-1, 1] tensors, sample grids, and PNG
+// writing with tEXt metadata chunks. Pixels are 8-bit, stored row-major as height × width ×
+// channels (HWC).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ddpm {
+
+struct Image {
+  int height = 0, width = 0, channels = 0;
+  std::vector<uint8_t> pixels;  // height * width * channels bytes, HWC
+};
+
+// Largest image read_image() decodes; a header claiming more is refused before decoding.
+inline constexpr int kMaxImageSide = 16384;
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
+
+// Decodes PNG, JPEG, BMP, TGA or GIF (first frame), 8- or 16-bit (16-bit is rounded to 8-bit),
+// into `channels` channels (1, 3 or 4): gray -> RGB replicates, RGB -> gray is the ITU-R BT.601
+// luma 0.299 R + 0.587 G + 0.114 B, alpha is dropped or added as 255. Throws ddpm::Error
+// (runtime) naming the file for an unreadable, empty, truncated, corrupt or oversized file.
+Image read_image(const std::filesystem::path& path, int channels);
+
+// Scales so the image covers height × width (scale = max(height / h, width / w)), then crops the
+// centre. Shrinking averages the exact covered area of each source pixel (box/area filter, no
+// aliasing); enlarging is bilinear. Returns a copy when the size already matches.
+Image resize_and_crop(const Image& image, int height, int width);
+
+// uint8 HWC -> float32 [C, H, W] in [-1, 1] (x / 127.5 - 1).
+torch::Tensor image_to_tensor(const Image& image);
+// The inverse for a [C, H, W] tensor in [-1, 1] on any device and of any floating dtype:
+// clamped to [-1, 1], then round((x + 1) * 127.5). C must be 1, 3 or 4.
+Image tensor_to_image(const torch::Tensor& chw);
+
+// Tiles a batch [N, C, H, W] in [-1, 1] into rows of `columns` images (at most N per row), with
+// `padding` black pixels between neighbouring images (none around the border).
+Image make_grid(const torch::Tensor& batch, int columns, int padding = 2);
+
+// Writes a PNG atomically (see atomic_file.h) with one tEXt chunk per key/value pair, right after
+// the header. Keys are 1-79 Latin-1 characters; neither keys nor values may contain a NUL byte.
+void write_png(const std::filesystem::path& path, const Image& image,
+               const std::vector<std::pair<std::string, std::string>>& text = {});
+// The tEXt chunks of a PNG file as key -> value. Throws ddpm::Error (runtime) for a file that
+// cannot be read or is not a well-formed PNG.
+std::map<std::string, std::string> read_png_text(const std::filesystem::path& path);
+
+}  // namespace ddpm

@@ -1,0 +1,51 @@
+// A training run: L_simple on an image folder with Adam, linear warm-up, gradient clipping and
+// an EMA of the weights; a run directory with the resolved config, metrics, checkpoints and
+// sample grids; resumable exactly (same seed, same device: the same losses and weights as an
+// uninterrupted run), and stoppable between steps.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "ddpm/config.h"
+
+namespace ddpm {
+
+// What the run reports after every step (for a progress display).
+struct TrainProgress {
+  int64_t step = 0;  // steps completed
+  int64_t total = 0;
+  double loss = 0.0;  // the last logged mean loss
+  double lr = 0.0;
+  double images_per_second = 0.0;
+  double elapsed_seconds = 0.0;
+};
+
+struct TrainRun {
+  std::filesystem::path run_dir;
+  bool resume = false;          // continue from run_dir's latest checkpoint
+  std::string command_line;     // recorded in run_dir/command.txt
+  // Checked after every step; when true the run writes a checkpoint and returns.
+  const std::atomic<bool>* stop_requested = nullptr;
+  std::function<void(const TrainProgress&)> on_progress;
+};
+
+struct TrainSummary {
+  int64_t first_step = 0;   // the step the run started from (0, or the resumed checkpoint's)
+  int64_t last_step = 0;    // steps completed when it returned
+  bool interrupted = false;
+  double last_loss = 0.0;
+  int64_t skipped_steps = 0;  // non-finite steps skipped (train.on_nonfinite = skip)
+  std::filesystem::path last_checkpoint;
+};
+
+// Runs training to config.train.steps. Throws ddpm::Error for bad data, an unusable run
+// directory, a checkpoint that does not fit the config, or a non-finite loss (unless skipped).
+TrainSummary train(const Config& config, const TrainRun& run);
+
+// The learning rate at a step (0-based): linear warm-up to train.lr over warmup_steps.
+double learning_rate(const TrainConfig& train, int64_t step);
+
+}  // namespace ddpm

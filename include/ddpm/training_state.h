@@ -1,0 +1,27 @@
+// Moving a training run's live state (model, EMA, Adam moments, random generators) into a
+// TrainingState for a checkpoint, and back, plus the check that a checkpoint fits a config.
+#pragma once
+
+#include <filesystem>
+
+#include "ddpm/checkpoint.h"
+#include "ddpm/config.h"
+#include "ddpm/unet.h"
+
+namespace ddpm {
+
+// Everything but step, config and the loader position, which the trainer fills in.
+TrainingState capture_training_state(const UNet& model, const UNet& ema, torch::optim::Adam& optimizer,
+                                     const at::Generator& noise_generator, torch::Device device);
+
+void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
+                            torch::optim::Adam& optimizer, at::Generator& noise_generator,
+                            torch::Device device);
+
+// Throws ddpm::Error (config) when the checkpoint's model or image shape differs from
+// `config`'s, naming the first differing key and both values. Other sections may differ
+// (a resumed run may train for more steps, log more often, ...).
+void check_resumable(const TrainingState& state, const Config& config,
+                     const std::filesystem::path& file);
+
+}  // namespace ddpm

@@ -1,0 +1,195 @@
+// `ddpm sample`: run the reverse chain from a checkpoint and write PNGs.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.h"
+#include "common.h"
+#include "ddpm/checkpoint.h"
+#include "ddpm/config_json.h"
+#include "ddpm/device.h"
+#include "ddpm/error.h"
+#include "ddpm/image_io.h"
+#include "ddpm/log.h"
+#include "ddpm/sampler.h"
+#include "ddpm/unet.h"
+#include "ddpm/weights.h"
+#include "progress.h"
+
+namespace ddpm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string image_file_name(int64_t index) {
+  char name[32];
+  std::snprintf(name, sizeof name, "sample_%05lld.png", static_cast<long long>(index));
+  return name;
+}
+
+// --num, --batch, --sampler, ... are shorthands for keys of the sample section.
+std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments) {
+  std::vector<std::string> overrides;
+  if (arguments.count("set")) overrides = arguments["set"].as<std::vector<std::string>>();
+  const std::vector<std::pair<const char*, const char*>> flags = {
+      {"num", "num_images"}, {"batch", "batch_size"}, {"sampler", "sampler"},
+      {"steps", "steps"},    {"eta", "eta"},          {"seed", "seed"}};
+  for (const auto& [flag, key] : flags) {
+    if (arguments.count(flag)) {
+      const std::string value = arguments[flag].as<std::string>();
+      const bool text = std::string(flag) == "sampler";
+      overrides.push_back(std::string("sample.") + key + "=" +
+                          (text ? nlohmann::json(value).dump() : value));
+    }
+  }
+  return overrides;
+}
+
+}  // namespace
+
+int run_sample(int argc, char** argv) {
+  cxxopts::Options options(
+      "ddpm sample",
+      "Samples images from a checkpoint (EMA weights unless --no-ema) and writes "
+      "sample_00000.png, ... with the sampling parameters in each PNG's text metadata. Image k "
+      "depends only on the seed and k, not on the batch size. Defaults come from the "
+      "checkpoint's config (its sample section), then these flags.");
+  options.add_options()("checkpoint", "checkpoint file, or a run directory (its latest)",
+                        cxxopts::value<std::string>())(
+      "o,out", "output folder", cxxopts::value<std::string>())(
+      "num", "number of images (sample.num_images)", cxxopts::value<std::string>())(
+      "batch", "images per batch (sample.batch_size)", cxxopts::value<std::string>())(
+      "sampler", "ddpm or ddim (sample.sampler)", cxxopts::value<std::string>())(
+      "steps", "reverse steps; fewer than T respaces (sample.steps)",
+      cxxopts::value<std::string>())("eta", "DDIM eta (sample.eta)", cxxopts::value<std::string>())(
+      "seed", "random seed (sample.seed)", cxxopts::value<std::string>())(
+      "grid", "also write all images as one grid PNG to this file", cxxopts::value<std::string>())(
+      "trajectory", "write trajectory.png: each image's predicted x0 every K steps",
+      cxxopts::value<int>())("no-ema", "use the raw weights instead of the EMA")(
+      "overwrite", "replace existing output files")(
+      "set", "override a config key, e.g. --set sample.variance=fixed_small (repeatable)",
+      cxxopts::value<std::vector<std::string>>())("device", "auto, cpu, cuda or cuda:N",
+                                                  cxxopts::value<std::string>()->default_value(
+                                                      "auto"));
+  add_common_options(options);
+  const auto arguments = parse_arguments(options, argc, argv);
+  if (arguments.count("help")) {
+    std::cout << help_text(options, false);
+    return 0;
+  }
+  apply_threads(arguments);
+  if (!arguments.count("checkpoint") || !arguments.count("out")) {
+    throw Error(ErrorKind::usage, "ddpm sample needs --checkpoint FILE_OR_RUN_DIR and --out DIR");
+  }
+
+  const fs::path checkpoint = resolve_checkpoint(arguments["checkpoint"].as<std::string>());
+  const TrainingState state = load_checkpoint(checkpoint);
+  nlohmann::json config_json = state.config;
+  for (const auto& assignment : sample_overrides(arguments)) {
+    apply_override(config_json, assignment);
+  }
+  const Config config = config_from_json(config_json);
+  const SampleConfig& sample = config.sample;
+
+  const fs::path out = arguments["out"].as<std::string>();
+  const bool overwrite = arguments.count("overwrite") > 0;
+  const int trajectory_every = arguments.count("trajectory") ? arguments["trajectory"].as<int>() : 0;
+  if (trajectory_every < 0) throw Error(ErrorKind::usage, "--trajectory must be >= 1");
+  std::vector<fs::path> outputs;
+  for (int64_t index = 0; index < sample.num_images; ++index) {
+    outputs.push_back(out / image_file_name(index));
+  }
+  if (arguments.count("grid")) outputs.push_back(arguments["grid"].as<std::string>());
+  if (trajectory_every > 0) outputs.push_back(out / "trajectory.png");
+  if (!overwrite) {
+    for (const auto& file : outputs) {
+      if (fs::exists(file)) {
+        throw Error(ErrorKind::usage, "'" + file.string() +
+                                          "' exists; pass --overwrite to replace it, or choose "
+                                          "another --out");
+      }
+    }
+  }
+  std::error_code error;
+  fs::create_directories(out, error);
+  if (error) {
+    throw Error(ErrorKind::runtime, "cannot create '" + out.string() + "': " + error.message());
+  }
+
+  const torch::Device device = resolve_device(arguments["device"].as<std::string>());
+  const bool use_ema = !arguments.count("no-ema");
+  UNet model(config.model, config.data);
+  load_state_dict(*model, use_ema ? state.ema : state.model,
+                  "checkpoint '" + checkpoint.string() + "'");
+  model->to(device);
+  model->eval();
+  const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
+  const SamplerOptions sampler = sampler_options(sample);
+  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
+    return model->forward(x_t, t);
+  };
+  log::info("sampling " + std::to_string(sample.num_images) + " images with " +
+            sampler_name(sampler.kind) + ", " + std::to_string(sample.steps) + " steps, from " +
+            checkpoint.string() + " (step " + std::to_string(state.step) +
+            (use_ema ? ", EMA" : ", raw weights") + ") on " + describe_device(device));
+
+  const std::vector<std::pair<std::string, std::string>> metadata = {
+      {"checkpoint", checkpoint.string()},    {"step", std::to_string(state.step)},
+      {"weights", use_ema ? "ema" : "raw"},   {"sampler", sampler_name(sampler.kind)},
+      {"steps", std::to_string(sample.steps)}, {"eta", nlohmann::json(sample.eta).dump()},
+      {"variance", sample.variance},          {"seed", std::to_string(sample.seed)}};
+  std::vector<torch::Tensor> all_images, trajectory;
+  ProgressDisplay display("sampling step", std::max(1, sample.steps / 10));
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t first = 0; first < sample.num_images; first += sample.batch_size) {
+    const int64_t count = std::min<int64_t>(sample.batch_size, sample.num_images - first);
+    std::vector<torch::Tensor> frames;
+    const SamplerCallback progress = [&](int step, int total, const torch::Tensor&,
+                                         const torch::Tensor& x0) {
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      display.update(step + 1, total, elapsed,
+                     "images " + std::to_string(first) + "-" + std::to_string(first + count - 1));
+      if (trajectory_every > 0 && ((step + 1) % trajectory_every == 0 || step + 1 == total)) {
+        frames.push_back(x0.detach().cpu());
+      }
+    };
+    torch::Tensor images;
+    {
+      torch::NoGradGuard no_grad;
+      images = sample_images(predictor, schedule, sampler, first, count,
+                             {config.data.channels, config.data.height, config.data.width},
+                             sample.seed, device, progress)
+                   .cpu();
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      auto text = metadata;
+      text.emplace_back("index", std::to_string(first + i));
+      write_png(out / image_file_name(first + i), tensor_to_image(images[i]), text);
+    }
+    if (arguments.count("grid")) all_images.push_back(images);
+    if (!frames.empty()) trajectory.push_back(torch::stack(frames, 1));  // [B, frames, C, H, W]
+  }
+  display.finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  if (arguments.count("grid")) {
+    const auto images = torch::cat(all_images);
+    const int columns = static_cast<int>(std::ceil(std::sqrt(double(images.size(0)))));
+    write_png(arguments["grid"].as<std::string>(), make_grid(images, columns), metadata);
+  }
+  if (!trajectory.empty()) {
+    const auto strips = torch::cat(trajectory);  // one row per image, one column per frame
+    write_png(out / "trajectory.png",
+              make_grid(strips.flatten(0, 1), static_cast<int>(strips.size(1))), metadata);
+  }
+  char rate[64];
+  std::snprintf(rate, sizeof rate, "%.2f images/s", double(sample.num_images) / seconds);
+  log::info("wrote " + std::to_string(sample.num_images) + " images to " + out.string() + " in " +
+            format_duration(seconds) + " (" + rate + ")");
+  return 0;
+}
+
+}  // namespace ddpm::cli

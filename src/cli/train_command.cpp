@@ -1,0 +1,116 @@
+// `ddpm train`: train on an image folder; resumable, stoppable with Ctrl-C / SIGTERM.
+#include <csignal>
+#include <cstdio>
+#include <unistd.h>
+
+#include <atomic>
+#include <iostream>
+
+#include "commands.h"
+#include "common.h"
+#include "ddpm/config_json.h"
+#include "ddpm/error.h"
+#include "ddpm/log.h"
+#include "ddpm/trainer.h"
+#include "progress.h"
+
+namespace ddpm::cli {
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+// First signal: finish the step, checkpoint, exit. Second: exit at once; checkpoints are
+// written atomically, so the last one stays loadable.
+extern "C" void on_stop_signal(int) {
+  if (stop_requested.exchange(true)) ::_exit(130);
+  static const char message[] =
+      "\nstopping after this step and writing a checkpoint (signal again to quit now)\n";
+  [[maybe_unused]] const auto written = ::write(2, message, sizeof message - 1);
+}
+
+std::string command_line(int argc, char** argv) {
+  std::string text = "ddpm";
+  for (int i = 0; i < argc; ++i) text += std::string(" ") + argv[i];
+  return text;
+}
+
+}  // namespace
+
+int run_train(int argc, char** argv) {
+  cxxopts::Options options(
+      "ddpm train",
+      "Trains the UNet epsilon-predictor with L_simple on an image folder. The run directory "
+      "gets config.json, command.txt, metrics.jsonl, checkpoints/ (with `latest`) and "
+      "samples/. train.batch_size is per process.");
+  add_config_options(options);
+  options.add_options()("data", "image folder (overrides data.path)", cxxopts::value<std::string>())(
+      "o,out", "run directory (default: runs/<config name>)", cxxopts::value<std::string>())(
+      "resume", "continue the run in --out from its latest checkpoint (without --config, with "
+                "the run's own config.json)");
+  add_common_options(options);
+  auto arguments = parse_arguments(options, argc, argv);
+  if (arguments.count("help")) {
+    std::cout << help_text(options, true);
+    return 0;
+  }
+  apply_threads(arguments);
+
+  std::vector<std::string> overrides;
+  if (arguments.count("set")) overrides = arguments["set"].as<std::vector<std::string>>();
+  if (arguments.count("data")) {
+    overrides.push_back("data.path=" +
+                        std::filesystem::absolute(arguments["data"].as<std::string>()).string());
+  }
+  const bool resume = arguments.count("resume") > 0;
+  std::filesystem::path run_dir;
+  if (arguments.count("out")) {
+    run_dir = arguments["out"].as<std::string>();
+  } else {
+    const std::string name = arguments.count("config")
+                                 ? std::filesystem::path(arguments["config"].as<std::string>())
+                                       .stem()
+                                       .string()
+                                 : "default";
+    run_dir = std::filesystem::path("runs") / name;
+  }
+  Config config;
+  if (arguments.count("config")) {
+    config = load_config(arguments["config"].as<std::string>(), overrides);
+  } else if (resume && std::filesystem::exists(run_dir / "config.json")) {
+    config = load_config(run_dir / "config.json", overrides);
+  } else {
+    throw Error(ErrorKind::usage, "ddpm train needs --config FILE (e.g. configs/tiny.json), or "
+                                  "--resume with an --out run directory");
+  }
+  if (config.data.path.empty()) {
+    throw config_error("data.path", "no image folder given; set data.path or pass --data DIR");
+  }
+
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  ProgressDisplay display("step", config.train.log_every);
+  TrainRun run;
+  run.run_dir = run_dir;
+  run.resume = resume;
+  run.command_line = command_line(argc, argv);
+  run.stop_requested = &stop_requested;
+  run.on_progress = [&](const TrainProgress& progress) {
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.1f img/s", progress.loss,
+                  progress.lr, progress.images_per_second);
+    display.update(progress.step, progress.total, progress.elapsed_seconds, detail);
+  };
+  const TrainSummary summary = train(config, run);
+  display.finish();
+  if (summary.interrupted) {
+    log::warn("interrupted at step " + std::to_string(summary.last_step) + "; checkpoint " +
+              summary.last_checkpoint.string() + ". Continue with: ddpm train --out " +
+              run_dir.string() + " --resume");
+    return 130;
+  }
+  log::info("done: " + std::to_string(summary.last_step) + " steps; checkpoint " +
+            summary.last_checkpoint.string() + "; samples in " + (run_dir / "samples").string());
+  return 0;
+}
+
+}  // namespace ddpm::cli

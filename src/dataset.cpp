@@ -1,0 +1,350 @@
+// Folder scanning and the threaded, deterministic DataLoader; see dataset.h. Workers take whole
+// batches by sequence number (batch k after the last restore), so which thread builds a batch
+// never changes its content; next() hands them out in order from a bounded set of results.
+#include "ddpm/dataset.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "ddpm/error.h"
+#include "ddpm/image_io.h"
+#include "ddpm/log.h"
+
+namespace ddpm {
+namespace fs = std::filesystem;
+namespace {
+
+bool has_image_extension(const fs::path& path) {
+  std::string extension = path.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* known : {".png", ".jpg", ".jpeg", ".bmp", ".tga", ".gif"}) {
+    if (extension == known) return true;
+  }
+  return false;
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+bool flip_decision(uint64_t seed, int64_t epoch, int64_t position) {
+  const uint64_t h = splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^
+                                static_cast<uint64_t>(position));
+  return (h >> 63) != 0;
+}
+
+enum FileState : uint8_t { kUnknown, kFilling, kGood, kBad };
+constexpr size_t kMaxExamples = 5;
+
+}  // namespace
+
+std::vector<fs::path> scan_image_folder(const fs::path& folder) {
+  std::error_code error;
+  if (!fs::exists(folder, error)) {
+    throw Error(ErrorKind::runtime, "image folder '" + folder.string() + "' does not exist; set "
+                                    "data.path to a folder of images (for Fashion-MNIST run "
+                                    "python3 scripts/prepare_fashion_mnist.py)");
+  }
+  if (!fs::is_directory(folder, error)) {
+    throw Error(ErrorKind::runtime, "data.path '" + folder.string() + "' is not a folder; point "
+                                    "it at a folder that holds the training images");
+  }
+  std::vector<fs::path> files;
+  try {
+    for (fs::recursive_directory_iterator it(folder, fs::directory_options::follow_directory_symlink),
+         end;
+         it != end; ++it) {
+      if (has_image_extension(it->path()) && it->is_regular_file()) files.push_back(it->path());
+    }
+  } catch (const fs::filesystem_error& failure) {
+    throw Error(ErrorKind::runtime, "cannot list image folder '" + folder.string() + "': " +
+                                        failure.what() + "; check its permissions");
+  }
+  if (files.empty()) {
+    throw Error(ErrorKind::runtime, "image folder '" + folder.string() + "' holds no image "
+                                    "files (.png .jpg .jpeg .bmp .tga .gif, searched "
+                                    "recursively); check data.path");
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+class DataLoader::Impl {
+ public:
+  Impl(std::vector<fs::path> files, const DataConfig& data, int batch_size, uint64_t seed,
+       int rank, int world_size);
+  ~Impl() { stop_workers(); }
+
+  torch::Tensor next();
+  void restore(const LoaderState& state);
+
+  struct Result {
+    torch::Tensor batch;
+    std::exception_ptr error;
+  };
+
+  const std::vector<fs::path> files_;
+  const DataConfig data_;
+  const int batch_size_, rank_, world_size_, num_workers_;
+  const uint64_t seed_;
+  const int64_t shard_size_, batches_per_epoch_;
+  const size_t image_bytes_;
+  std::unique_ptr<uint8_t[]> cache_;  // N decoded images, C × H × W each, when they fit
+  std::unique_ptr<std::atomic<uint8_t>[]> file_state_;
+  std::atomic<int64_t> skipped_{0};
+
+  mutable std::mutex mutex_;  // guards everything below
+  std::condition_variable work_ready_, result_ready_;
+  LoaderState start_;      // the position of sequence number 0
+  int64_t started_ = 0;    // sequence numbers handed to workers
+  int64_t consumed_ = 0;   // sequence numbers returned by next()
+  std::map<int64_t, Result> results_;
+  std::vector<std::thread> workers_;
+  bool stopping_ = false;
+  bool warned_ = false;
+  std::vector<std::string> examples_;
+  std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> permutations_;
+
+ private:
+  void stop_workers();
+  void work();
+  torch::Tensor make_batch(int64_t sequence);
+  std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch);
+  void load_slot(const std::vector<int64_t>& order, int64_t slot, uint8_t* chw);
+  bool load_file(int64_t index, uint8_t* chw);
+};
+
+DataLoader::Impl::Impl(std::vector<fs::path> files, const DataConfig& data, int batch_size,
+                       uint64_t seed, int rank, int world_size)
+    : files_(std::move(files)),
+      data_(data),
+      batch_size_(batch_size),
+      rank_(rank),
+      world_size_(world_size),
+      num_workers_(std::max(1, data.workers)),
+      seed_(seed),
+      shard_size_(world_size > 0 ? static_cast<int64_t>(files_.size()) / world_size : 0),
+      batches_per_epoch_(batch_size > 0 ? shard_size_ / batch_size : 0),
+      image_bytes_(static_cast<size_t>(data.channels) * data.height * data.width) {
+  validate_data(data_);
+  if (files_.empty()) {
+    throw Error(ErrorKind::runtime, "the data loader was given no image files; check data.path");
+  }
+  if (batch_size < 1 || world_size < 1 || rank < 0 || rank >= world_size) {
+    throw Error(ErrorKind::runtime,
+                "data loader: impossible batch size " + std::to_string(batch_size) + ", rank " +
+                    std::to_string(rank) + " or world size " + std::to_string(world_size));
+  }
+  if (batches_per_epoch_ < 1) {
+    throw Error(ErrorKind::runtime,
+                "data.path '" + data.path + "' has " + std::to_string(files_.size()) +
+                    " images, so each of the " + std::to_string(world_size) + " process(es) "
+                    "gets " + std::to_string(shard_size_) + ", fewer than one batch of " +
+                    std::to_string(batch_size) + "; lower train.batch_size or add images");
+  }
+  file_state_ = std::make_unique<std::atomic<uint8_t>[]>(files_.size());
+  const uint64_t cache_bytes = static_cast<uint64_t>(files_.size()) * image_bytes_;
+  if (cache_bytes <= static_cast<uint64_t>(data.cache_mb) << 20) {
+    // Left uninitialised: the system maps pages only as images are written.
+    cache_.reset(new (std::nothrow) uint8_t[cache_bytes]);
+  }
+}
+
+void DataLoader::Impl::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+  workers_.clear();
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopping_ = false;
+}
+
+void DataLoader::Impl::work() {
+  const int64_t prefetch = num_workers_ + 2;  // batches decoded ahead of next()
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    work_ready_.wait(lock, [&] { return stopping_ || started_ < consumed_ + prefetch; });
+    if (stopping_) return;
+    const int64_t sequence = started_++;
+    lock.unlock();
+    Result result;
+    try {
+      result.batch = make_batch(sequence);
+    } catch (...) {
+      result.error = std::current_exception();
+    }
+    lock.lock();
+    results_[sequence] = std::move(result);
+    result_ready_.notify_all();
+  }
+}
+
+torch::Tensor DataLoader::Impl::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (workers_.empty()) {
+    for (int i = 0; i < num_workers_; ++i) workers_.emplace_back([this] { work(); });
+  }
+  result_ready_.wait(lock, [&] { return results_.count(consumed_) != 0; });
+  const auto found = results_.find(consumed_);
+  if (found->second.error) std::rethrow_exception(found->second.error);  // kept: stays broken
+  torch::Tensor batch = std::move(found->second.batch);
+  results_.erase(found);
+  ++consumed_;
+  work_ready_.notify_all();
+  if (!warned_ && !examples_.empty()) {
+    warned_ = true;
+    std::string names;
+    for (const std::string& example : examples_) names += "\n  " + example;
+    log::warn("skipped " + std::to_string(skipped_.load()) + " unreadable image file(s) so far "
+              "(each is replaced by the next readable image of the shuffled order; later ones "
+              "are counted without a message):" + names);
+  }
+  return batch;
+}
+
+void DataLoader::Impl::restore(const LoaderState& state) {
+  if (state.epoch < 0 || state.batch < 0 || state.batch >= batches_per_epoch_) {
+    throw Error(ErrorKind::runtime,
+                "cannot restore the data loader to epoch " + std::to_string(state.epoch) +
+                    ", batch " + std::to_string(state.batch) + ": an epoch has " +
+                    std::to_string(batches_per_epoch_) + " batches (did the data set, batch "
+                    "size or number of processes change since the checkpoint?)");
+  }
+  stop_workers();
+  std::lock_guard<std::mutex> lock(mutex_);
+  start_ = state;
+  started_ = consumed_ = 0;
+  results_.clear();
+}
+
+std::shared_ptr<const std::vector<int64_t>> DataLoader::Impl::permutation(int64_t epoch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& entry = permutations_[epoch];
+  if (!entry) {
+    auto generator = at::detail::createCPUGenerator(seed_ * 1000003ull +
+                                                    static_cast<uint64_t>(epoch));
+    const torch::Tensor order =
+        torch::randperm(static_cast<int64_t>(files_.size()), generator, torch::kLong);
+    entry = std::make_shared<const std::vector<int64_t>>(
+        order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + order.numel());
+    // Workers are at most a few batches apart: older epochs are no longer needed.
+    permutations_.erase(permutations_.begin(), permutations_.lower_bound(epoch - 1));
+  }
+  return entry;
+}
+
+torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
+  const int64_t position = start_.batch + sequence;
+  const int64_t epoch = start_.epoch + position / batches_per_epoch_;
+  const int64_t batch = position % batches_per_epoch_;
+  const auto order = permutation(epoch);
+  const int height = data_.height, width = data_.width;
+  torch::Tensor out = torch::empty({batch_size_, data_.channels, height, width}, torch::kFloat);
+  float* target = out.data_ptr<float>();
+  std::vector<uint8_t> chw(image_bytes_);
+  for (int i = 0; i < batch_size_; ++i) {
+    const int64_t slot = batch * batch_size_ + i;
+    load_slot(*order, slot, chw.data());
+    const bool flip =
+        data_.random_flip && flip_decision(seed_, epoch, rank_ + slot * world_size_);
+    for (size_t row = 0; row < image_bytes_ / width; ++row) {
+      const uint8_t* from = chw.data() + row * width;
+      for (int x = 0; x < width; ++x) {
+        *target++ = from[flip ? width - 1 - x : x] / 127.5f - 1.0f;
+      }
+    }
+  }
+  return out;
+}
+
+void DataLoader::Impl::load_slot(const std::vector<int64_t>& order, int64_t slot, uint8_t* chw) {
+  for (int64_t step = 0; step < shard_size_; ++step) {
+    const int64_t shard_index = (slot + step) % shard_size_;
+    if (load_file(order[rank_ + shard_index * world_size_], chw)) return;
+    const int64_t readable = static_cast<int64_t>(files_.size()) - skipped_.load();
+    if (readable < int64_t{batch_size_} * world_size_) {
+      throw Error(ErrorKind::runtime,
+                  "only " + std::to_string(readable) + " of the " +
+                      std::to_string(files_.size()) + " image files in data.path '" +
+                      data_.path + "' are readable, fewer than one batch of " +
+                      std::to_string(batch_size_) + " per process; see the warnings for the "
+                      "unreadable files, fix or remove them, or lower train.batch_size");
+    }
+  }
+  throw Error(ErrorKind::runtime, "none of the " + std::to_string(shard_size_) + " images of "
+                                  "this process's share of data.path '" + data_.path +
+                                  "' is readable; check the files");
+}
+
+bool DataLoader::Impl::load_file(int64_t index, uint8_t* chw) {
+  std::atomic<uint8_t>& state = file_state_[index];
+  const uint8_t known = state.load(std::memory_order_acquire);
+  if (known == kBad) return false;
+  if (known == kGood && cache_) {
+    std::memcpy(chw, cache_.get() + index * image_bytes_, image_bytes_);
+    return true;
+  }
+  Image image;
+  try {
+    image = resize_and_crop(read_image(files_[index], data_.channels), data_.height, data_.width);
+  } catch (const Error& failure) {
+    uint8_t expected = kUnknown;
+    if (state.compare_exchange_strong(expected, kBad)) {
+      skipped_.fetch_add(1);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (examples_.size() < kMaxExamples) examples_.push_back(failure.what());
+    }
+    return false;
+  }
+  const size_t plane = static_cast<size_t>(image.height) * image.width;
+  for (int c = 0; c < image.channels; ++c) {
+    for (size_t i = 0; i < plane; ++i) chw[c * plane + i] = image.pixels[i * image.channels + c];
+  }
+  uint8_t expected = kUnknown;
+  if (!cache_) {
+    state.compare_exchange_strong(expected, kGood);
+  } else if (state.compare_exchange_strong(expected, kFilling)) {
+    std::memcpy(cache_.get() + index * image_bytes_, chw, image_bytes_);
+    state.store(kGood, std::memory_order_release);
+  }
+  return true;
+}
+
+DataLoader::DataLoader(std::vector<fs::path> files, const DataConfig& data, int batch_size,
+                       uint64_t seed, int rank, int world_size)
+    : impl_(std::make_unique<Impl>(std::move(files), data, batch_size, seed, rank, world_size)) {}
+DataLoader::~DataLoader() = default;
+
+torch::Tensor DataLoader::next() { return impl_->next(); }
+void DataLoader::restore(const LoaderState& state) { impl_->restore(state); }
+int64_t DataLoader::batches_per_epoch() const { return impl_->batches_per_epoch_; }
+int64_t DataLoader::skipped_files() const { return impl_->skipped_.load(); }
+bool DataLoader::caches_images() const { return impl_->cache_ != nullptr; }
+
+LoaderState DataLoader::state() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex_);
+  const int64_t position = impl_->start_.batch + impl_->consumed_;
+  return {impl_->start_.epoch + position / impl_->batches_per_epoch_,
+          position % impl_->batches_per_epoch_};
+}
+
+std::vector<std::string> DataLoader::skipped_examples() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex_);
+  return impl_->examples_;
+}
+
+}  // namespace ddpm

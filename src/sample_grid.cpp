@@ -1,0 +1,53 @@
+// Training-time sample grids; see sample_grid.h.
+#include "ddpm/sample_grid.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "ddpm/image_io.h"
+#include "ddpm/sampler.h"
+
+namespace ddpm {
+
+namespace {
+constexpr int kGridSteps = 50;
+constexpr int kGridMaxImages = 64;
+}  // namespace
+
+std::filesystem::path sample_grid_file(const std::filesystem::path& run_dir, int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "step_%09lld.png", static_cast<long long>(step));
+  return run_dir / "samples" / name;
+}
+
+void write_sample_grid(UNet& model, const NoiseSchedule& schedule, const Config& config,
+                       const std::filesystem::path& file, int64_t step) {
+  const bool was_training = model->is_training();
+  model->eval();
+  SamplerOptions options;
+  options.kind = SamplerKind::ddim;
+  options.steps = static_cast<int>(std::min<int64_t>(kGridSteps, schedule.timesteps()));
+  options.eta = 0.0;
+  options.clip_denoised = config.sample.clip_denoised;
+  const int count = std::min(config.sample.num_images, kGridMaxImages);
+  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
+    return model->forward(x_t, t);
+  };
+  torch::Tensor images;
+  {
+    torch::NoGradGuard no_grad;
+    images = sample_images(predictor, schedule, options, 0, count,
+                           {config.data.channels, config.data.height, config.data.width},
+                           config.sample.seed, schedule.device());
+  }
+  model->train(was_training);
+  const int columns = static_cast<int>(std::ceil(std::sqrt(double(count))));
+  write_png(file, make_grid(images.cpu(), columns),
+            {{"step", std::to_string(step)},
+             {"sampler", "ddim"},
+             {"steps", std::to_string(options.steps)},
+             {"eta", "0"},
+             {"seed", std::to_string(config.sample.seed)}});
+}
+
+}  // namespace ddpm

@@ -1,0 +1,105 @@
+// Capturing and restoring a run's live state; see training_state.h.
+#include "ddpm/training_state.h"
+
+#include "ddpm/config_json.h"
+#include "ddpm/error.h"
+#include "ddpm/weights.h"
+
+namespace ddpm {
+namespace {
+
+TensorMap to_map(const c10::Dict<std::string, torch::Tensor>& dict) {
+  TensorMap tensors;
+  for (const auto& entry : dict) tensors[entry.key()] = entry.value();
+  return tensors;
+}
+
+// The generators a run draws from: the noise/timestep stream, and the device's default
+// generator (dropout); plus the CPU default when training elsewhere.
+std::vector<std::pair<std::string, at::Generator>> default_generators(torch::Device device) {
+  std::vector<std::pair<std::string, at::Generator>> generators = {
+      {"cpu_default", at::detail::getDefaultCPUGenerator()}};
+  if (!device.is_cpu()) {
+    generators.emplace_back("device_default", at::globalContext().defaultGenerator(device));
+  }
+  return generators;
+}
+
+}  // namespace
+
+TrainingState capture_training_state(const UNet& model, const UNet& ema,
+                                     torch::optim::Adam& optimizer,
+                                     const at::Generator& noise_generator, torch::Device device) {
+  TrainingState state;
+  state.model = to_map(state_dict(*model));
+  state.ema = to_map(state_dict(*ema));
+  for (const auto& item : model->named_parameters()) {
+    const auto found = optimizer.state().find(item.value().unsafeGetTensorImpl());
+    if (found == optimizer.state().end()) continue;  // no step taken yet
+    const auto& adam = static_cast<const torch::optim::AdamParamState&>(*found->second);
+    state.optimizer[item.key() + ".exp_avg"] = adam.exp_avg().cpu();
+    state.optimizer[item.key() + ".exp_avg_sq"] = adam.exp_avg_sq().cpu();
+    state.optimizer[item.key() + ".step"] = torch::tensor(adam.step(), torch::kLong);
+  }
+  state.rng["noise"] = noise_generator.get_state();
+  for (const auto& [name, generator] : default_generators(device)) {
+    state.rng[name] = generator.get_state();
+  }
+  return state;
+}
+
+void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
+                            torch::optim::Adam& optimizer, at::Generator& noise_generator,
+                            torch::Device device) {
+  load_state_dict(*model, state.model, "checkpoint model weights");
+  load_state_dict(*ema, state.ema, "checkpoint EMA weights");
+  optimizer.state().clear();
+  for (const auto& item : model->named_parameters()) {
+    const auto exp_avg = state.optimizer.find(item.key() + ".exp_avg");
+    const auto exp_avg_sq = state.optimizer.find(item.key() + ".exp_avg_sq");
+    const auto step = state.optimizer.find(item.key() + ".step");
+    if (exp_avg == state.optimizer.end() || exp_avg_sq == state.optimizer.end() ||
+        step == state.optimizer.end()) {
+      continue;  // saved before the first step
+    }
+    auto adam = std::make_unique<torch::optim::AdamParamState>();
+    adam->exp_avg(exp_avg->second.to(device).clone());
+    adam->exp_avg_sq(exp_avg_sq->second.to(device).clone());
+    adam->step(step->second.item<int64_t>());
+    optimizer.state()[item.value().unsafeGetTensorImpl()] = std::move(adam);
+  }
+  const auto restore = [&](const std::string& name, at::Generator generator) {
+    const auto found = state.rng.find(name);
+    if (found == state.rng.end()) {
+      throw Error(ErrorKind::runtime, "checkpoint has no random state '" + name +
+                                          "' (saved on another device type?)");
+    }
+    generator.set_state(found->second);
+  };
+  restore("noise", noise_generator);
+  for (const auto& [name, generator] : default_generators(device)) restore(name, generator);
+}
+
+void check_resumable(const TrainingState& state, const Config& config,
+                     const std::filesystem::path& file) {
+  const nlohmann::json current = config_to_json(config);
+  for (const auto& [section, keys] :
+       std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"model", {}}, {"data", {"image_size", "channels"}}, {"diffusion", {}}}) {
+    const nlohmann::json saved_section = state.config.value(section, nlohmann::json::object());
+    for (const auto& item : current[section].items()) {
+      if (!keys.empty() && std::find(keys.begin(), keys.end(), item.key()) == keys.end()) {
+        continue;
+      }
+      const nlohmann::json saved = saved_section.value(item.key(), nlohmann::json());
+      if (saved != item.value()) {
+        throw config_error(section + "." + item.key(),
+                           "is " + item.value().dump() + " but checkpoint '" + file.string() +
+                               "' was trained with " + saved.dump() +
+                               "; resume with the run's own config (its config.json)");
+      }
+    }
+  }
+}
+
+}  // namespace ddpm

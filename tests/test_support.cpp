@@ -1,0 +1,74 @@
+// Test helpers; see test_support.h.
+#include "test_support.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "ddpm/image_io.h"
+
+namespace ddpm::testing {
+
+TempDir::TempDir(const std::string& name)
+    : path_(std::filesystem::temp_directory_path() /
+            ("ddpm_" + name + "_" + std::to_string(::getpid()))) {
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code error;
+  std::filesystem::remove_all(path_, error);
+}
+
+void write_image_folder(const std::filesystem::path& folder, int count, int height, int width) {
+  std::filesystem::create_directories(folder);
+  for (int index = 0; index < count; ++index) {
+    Image image;
+    image.height = height;
+    image.width = width;
+    image.channels = 1;
+    for (int y = 0; y < height; ++y) {
+      for (int x = 0; x < width; ++x) {
+        const double value = std::sin(0.7 * x + 0.3 * index) * std::cos(0.5 * y - 0.2 * index);
+        image.pixels.push_back(static_cast<uint8_t>(std::lround(127.5 + 127.0 * value)));
+      }
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "image_%03d.png", index);
+    write_png(folder / name, image);
+  }
+}
+
+CommandResult run_ddpm(const std::string& arguments) {
+  const std::string command = std::string(DDPM_BINARY) + " " + arguments + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  CommandResult result;
+  if (!pipe) return result;
+  std::array<char, 4096> buffer;
+  while (size_t read = std::fread(buffer.data(), 1, buffer.size(), pipe)) {
+    result.output.append(buffer.data(), read);
+  }
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string small_train_config(const std::filesystem::path& data, int steps) {
+  return R"({
+  "data": {"path": ")" + data.string() + R"(", "image_size": 8, "channels": 1, "workers": 2},
+  "model": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+            "attention_resolutions": [4], "norm_groups": 8, "dropout": 0.1},
+  "diffusion": {"timesteps": 100},
+  "train": {"batch_size": 4, "steps": )" + std::to_string(steps) + R"(, "lr": 0.001,
+            "warmup_steps": 2, "ema_decay": 0.9, "log_every": 1, "checkpoint_every": 3,
+            "sample_every": 0, "keep_checkpoints": 2, "device": "cpu", "seed": 3},
+  "sample": {"sampler": "ddim", "steps": 5, "num_images": 4, "batch_size": 4}
+})";
+}
+
+}  // namespace ddpm::testing

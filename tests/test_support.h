@@ -1,0 +1,40 @@
+// Helpers shared by the tests: a temporary folder, a generated image folder, and running the
+// ddpm binary as a child process.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace ddpm::testing {
+
+// A fresh folder under the system's temp directory, removed when the object goes away.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name);
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Writes `count` grayscale PNGs of height x width with smooth, varied patterns.
+void write_image_folder(const std::filesystem::path& folder, int count, int height, int width);
+
+struct CommandResult {
+  int exit_code = -1;   // -1 when killed by a signal
+  std::string output;   // standard output and standard error together
+};
+
+// Runs `ddpm ARGUMENTS` through the shell and waits for it.
+CommandResult run_ddpm(const std::string& arguments);
+
+// A small training config for 8x8 grayscale images (runs in well under a second per step).
+std::string small_train_config(const std::filesystem::path& data, int steps);
+
+}  // namespace ddpm::testing
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
