@@ -15,7 +15,7 @@ config="${DEMO_CONFIG:-$root/configs/tiny.json}"
 steps="${DEMO_STEPS:-1500}"
 run_dir="$root/runs/demo-$(basename "$config" .json)"
 
-python3 "$root/scripts/prepare_fashion_mnist.py" --out "$root/data/fashion-mnist"
+python3 "$root/scripts/prepare_fashion_mnist.py" --output "$root/data/fashion-mnist"
 
 resume=()
 [[ -f "$run_dir/checkpoints/latest" ]] && resume=(--resume)

@@ -60,7 +60,7 @@ def png_bytes(pixels, height, width, prefix, suffix):
     for y in range(height):
         start = y * (width + 1) + 1
         rows[start:start + width] = pixels[y * width:(y + 1) * width]
-    compressed = zlib.compress(bytes(rows), 9)
+    compressed = zlib.compress(bytes(rows), 6)
     idat = b"IDAT" + compressed
     return b"".join((prefix, struct.pack(">I", len(compressed)), idat,
                      struct.pack(">I", zlib.crc32(idat)), suffix))

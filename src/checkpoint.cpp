@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 
 #include "ddpm/atomic_file.h"
 #include "ddpm/error.h"
@@ -76,18 +75,7 @@ void save_checkpoint(const fs::path& path, const TrainingState& state) {
 }
 
 TrainingState load_checkpoint(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw checkpoint_error(path, "cannot be opened; check the path");
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
-                                std::istreambuf_iterator<char>());
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(bytes);
-  } catch (const std::exception& error) {
-    throw checkpoint_error(path, std::string("is not a readable checkpoint (truncated or "
-                                             "corrupt?): ") +
-                                     error.what());
-  }
+  const c10::IValue value = read_pickle_file(path, "checkpoint '" + path.string() + "'");
   if (!value.isGenericDict()) throw checkpoint_error(path, "does not hold a checkpoint dict");
   const auto dict = value.toGenericDict();
   const int64_t version = integer_field(dict, "format_version", path);

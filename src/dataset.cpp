@@ -52,29 +52,33 @@ constexpr size_t kMaxExamples = 5;
 std::vector<fs::path> scan_image_folder(const fs::path& folder) {
   std::error_code error;
   if (!fs::exists(folder, error)) {
-    throw Error(ErrorKind::runtime, "image folder '" + folder.string() + "' does not exist; set "
-                                    "data.path to a folder of images (for Fashion-MNIST run "
-                                    "python3 scripts/prepare_fashion_mnist.py)");
+    throw Error(ErrorKind::runtime,
+                "image folder '" + folder.string() +
+                    "' does not exist; set data.path to a folder of images (for "
+                    "Fashion-MNIST, run python3 scripts/prepare_fashion_mnist.py)");
   }
   if (!fs::is_directory(folder, error)) {
-    throw Error(ErrorKind::runtime, "data.path '" + folder.string() + "' is not a folder; point "
-                                    "it at a folder that holds the training images");
+    throw Error(ErrorKind::runtime,
+                "data.path '" + folder.string() +
+                    "' is not a folder; point it at a folder that holds the training images");
   }
   std::vector<fs::path> files;
   try {
-    for (fs::recursive_directory_iterator it(folder, fs::directory_options::follow_directory_symlink),
+    for (fs::recursive_directory_iterator
+             it(folder, fs::directory_options::follow_directory_symlink),
          end;
          it != end; ++it) {
       if (has_image_extension(it->path()) && it->is_regular_file()) files.push_back(it->path());
     }
   } catch (const fs::filesystem_error& failure) {
-    throw Error(ErrorKind::runtime, "cannot list image folder '" + folder.string() + "': " +
-                                        failure.what() + "; check its permissions");
+    throw Error(ErrorKind::runtime, "cannot list image folder '" + folder.string() +
+                                        "': " + failure.what() + "; check its permissions");
   }
   if (files.empty()) {
-    throw Error(ErrorKind::runtime, "image folder '" + folder.string() + "' holds no image "
-                                    "files (.png .jpg .jpeg .bmp .tga .gif, searched "
-                                    "recursively); check data.path");
+    throw Error(ErrorKind::runtime,
+                "image folder '" + folder.string() +
+                    "' holds no image files (.png .jpg .jpeg .bmp .tga .gif, searched "
+                    "recursively); check data.path");
   }
   std::sort(files.begin(), files.end());
   return files;
@@ -82,8 +86,8 @@ std::vector<fs::path> scan_image_folder(const fs::path& folder) {
 
 class DataLoader::Impl {
  public:
-  Impl(std::vector<fs::path> files, const DataConfig& data, int batch_size, uint64_t seed,
-       int rank, int world_size);
+  Impl(std::vector<fs::path> files, const DataConfig& data, int batch_size, uint64_t seed, int rank,
+       int world_size);
   ~Impl() { stop_workers(); }
 
   torch::Tensor next();
@@ -106,9 +110,9 @@ class DataLoader::Impl {
 
   mutable std::mutex mutex_;  // guards everything below
   std::condition_variable work_ready_, result_ready_;
-  LoaderState start_;      // the position of sequence number 0
-  int64_t started_ = 0;    // sequence numbers handed to workers
-  int64_t consumed_ = 0;   // sequence numbers returned by next()
+  LoaderState start_;     // the position of sequence number 0; set only while no worker runs
+  int64_t started_ = 0;   // sequence numbers handed to workers
+  int64_t consumed_ = 0;  // sequence numbers returned by next()
   std::map<int64_t, Result> results_;
   std::vector<std::thread> workers_;
   bool stopping_ = false;
@@ -149,8 +153,8 @@ DataLoader::Impl::Impl(std::vector<fs::path> files, const DataConfig& data, int 
   if (batches_per_epoch_ < 1) {
     throw Error(ErrorKind::runtime,
                 "data.path '" + data.path + "' has " + std::to_string(files_.size()) +
-                    " images, so each of the " + std::to_string(world_size) + " process(es) "
-                    "gets " + std::to_string(shard_size_) + ", fewer than one batch of " +
+                    " images, so each of the " + std::to_string(world_size) + " process(es) gets " +
+                    std::to_string(shard_size_) + ", fewer than one batch of " +
                     std::to_string(batch_size) + "; lower train.batch_size or add images");
   }
   file_state_ = std::make_unique<std::atomic<uint8_t>[]>(files_.size());
@@ -209,9 +213,10 @@ torch::Tensor DataLoader::Impl::next() {
     warned_ = true;
     std::string names;
     for (const std::string& example : examples_) names += "\n  " + example;
-    log::warn("skipped " + std::to_string(skipped_.load()) + " unreadable image file(s) so far "
-              "(each is replaced by the next readable image of the shuffled order; later ones "
-              "are counted without a message):" + names);
+    log::warn("skipped " + std::to_string(skipped_.load()) +
+              " unreadable image file(s) so far (each is replaced by the next readable image "
+              "of the shuffled order; later ones are counted without a message):" +
+              names);
   }
   return batch;
 }
@@ -221,8 +226,9 @@ void DataLoader::Impl::restore(const LoaderState& state) {
     throw Error(ErrorKind::runtime,
                 "cannot restore the data loader to epoch " + std::to_string(state.epoch) +
                     ", batch " + std::to_string(state.batch) + ": an epoch has " +
-                    std::to_string(batches_per_epoch_) + " batches (did the data set, batch "
-                    "size or number of processes change since the checkpoint?)");
+                    std::to_string(batches_per_epoch_) +
+                    " batches (did the data set, batch size or number of processes change "
+                    "since the checkpoint?)");
   }
   stop_workers();
   std::lock_guard<std::mutex> lock(mutex_);
@@ -235,12 +241,12 @@ std::shared_ptr<const std::vector<int64_t>> DataLoader::Impl::permutation(int64_
   std::lock_guard<std::mutex> lock(mutex_);
   auto& entry = permutations_[epoch];
   if (!entry) {
-    auto generator = at::detail::createCPUGenerator(seed_ * 1000003ull +
-                                                    static_cast<uint64_t>(epoch));
+    auto generator =
+        at::detail::createCPUGenerator(seed_ * 1000003ull + static_cast<uint64_t>(epoch));
     const torch::Tensor order =
         torch::randperm(static_cast<int64_t>(files_.size()), generator, torch::kLong);
-    entry = std::make_shared<const std::vector<int64_t>>(
-        order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + order.numel());
+    entry = std::make_shared<const std::vector<int64_t>>(order.data_ptr<int64_t>(),
+                                                         order.data_ptr<int64_t>() + order.numel());
     // Workers are at most a few batches apart: older epochs are no longer needed.
     permutations_.erase(permutations_.begin(), permutations_.lower_bound(epoch - 1));
   }
@@ -259,8 +265,7 @@ torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
   for (int i = 0; i < batch_size_; ++i) {
     const int64_t slot = batch * batch_size_ + i;
     load_slot(*order, slot, chw.data());
-    const bool flip =
-        data_.random_flip && flip_decision(seed_, epoch, rank_ + slot * world_size_);
+    const bool flip = data_.random_flip && flip_decision(seed_, epoch, rank_ + slot * world_size_);
     for (size_t row = 0; row < image_bytes_ / width; ++row) {
       const uint8_t* from = chw.data() + row * width;
       for (int x = 0; x < width; ++x) {
@@ -278,16 +283,16 @@ void DataLoader::Impl::load_slot(const std::vector<int64_t>& order, int64_t slot
     const int64_t readable = static_cast<int64_t>(files_.size()) - skipped_.load();
     if (readable < int64_t{batch_size_} * world_size_) {
       throw Error(ErrorKind::runtime,
-                  "only " + std::to_string(readable) + " of the " +
-                      std::to_string(files_.size()) + " image files in data.path '" +
-                      data_.path + "' are readable, fewer than one batch of " +
-                      std::to_string(batch_size_) + " per process; see the warnings for the "
-                      "unreadable files, fix or remove them, or lower train.batch_size");
+                  "only " + std::to_string(readable) + " of the " + std::to_string(files_.size()) +
+                      " image files in data.path '" + data_.path +
+                      "' are readable, fewer than one batch of " + std::to_string(batch_size_) +
+                      " per process; see the warning that names the unreadable files, fix "
+                      "or remove them, or lower train.batch_size");
     }
   }
-  throw Error(ErrorKind::runtime, "none of the " + std::to_string(shard_size_) + " images of "
-                                  "this process's share of data.path '" + data_.path +
-                                  "' is readable; check the files");
+  throw Error(ErrorKind::runtime, "none of the " + std::to_string(shard_size_) +
+                                      " images of this process's share of data.path '" +
+                                      data_.path + "' is readable; check the files");
 }
 
 bool DataLoader::Impl::load_file(int64_t index, uint8_t* chw) {

@@ -95,7 +95,8 @@ AxisWeights axis_weights(int in_len, int scaled_len, int offset, int out_len) {
       axis.first[o] = begin;
       axis.count[o] = end - begin;
       for (int j = begin; j < end; ++j) {
-        w[j - begin] = static_cast<float>((std::min(hi, j + 1.0) - std::max(lo, double(j))) / ratio);
+        w[j - begin] =
+            static_cast<float>((std::min(hi, j + 1.0) - std::max(lo, double(j))) / ratio);
       }
     } else {
       const double centre = std::clamp((s + 0.5) * ratio - 0.5, 0.0, in_len - 1.0);
@@ -145,14 +146,12 @@ void check_image(const Image& image, const char* what) {
   const size_t expected = static_cast<size_t>(image.height) * image.width * image.channels;
   if (image.height <= 0 || image.width <= 0 || image.channels < 1 || image.channels > 4 ||
       image.pixels.size() != expected) {
-    throw Error(ErrorKind::runtime, std::string(what) + ": malformed image (" +
-                                        std::to_string(image.height) + "x" +
-                                        std::to_string(image.width) + "x" +
-                                        std::to_string(image.channels) + ", " +
-                                        std::to_string(image.pixels.size()) + " bytes)");
+    throw Error(ErrorKind::runtime,
+                std::string(what) + ": malformed image (" + std::to_string(image.height) + "x" +
+                    std::to_string(image.width) + "x" + std::to_string(image.channels) + ", " +
+                    std::to_string(image.pixels.size()) + " bytes)");
   }
 }
-
 
 // PNG chunks: 4-byte big-endian length, 4-byte type, data, CRC-32 of type and data.
 constexpr std::array<uint32_t, 256> make_crc_table() {
@@ -185,8 +184,9 @@ uint32_t read_u32(std::string_view bytes, size_t at) {
 std::string text_chunk(const std::string& key, const std::string& value) {
   if (key.empty() || key.size() > 79 || key.find('\0') != std::string::npos ||
       value.find('\0') != std::string::npos) {
-    throw Error(ErrorKind::runtime, "write_png: text key '" + key + "' must be 1-79 characters "
-                                    "and neither key nor value may contain a NUL byte");
+    throw Error(ErrorKind::runtime,
+                "write_png: text key '" + key +
+                    "' must be 1-79 characters, and neither key nor value may hold a NUL byte");
   }
   std::string body = "tEXt" + key;
   body.push_back('\0');
@@ -213,8 +213,8 @@ void check_dimensions(const std::filesystem::path& path, uint32_t width, uint32_
     throw image_error(path, "header claims " + std::to_string(width) + "x" +
                                 std::to_string(height) + " pixels, beyond the limit of " +
                                 std::to_string(kMaxImageSide) + " per side and " +
-                                std::to_string(kMaxImagePixels) + " in all; the file is "
-                                "corrupt, or downscale it first");
+                                std::to_string(kMaxImagePixels) +
+                                " in all; the file is corrupt, or downscale it first");
   }
 }
 
@@ -222,8 +222,8 @@ void check_dimensions(const std::filesystem::path& path, uint32_t width, uint32_
 
 Image read_image(const std::filesystem::path& path, int channels) {
   if (channels != 1 && channels != 3 && channels != 4) {
-    throw Error(ErrorKind::runtime, "read_image: channels must be 1, 3 or 4, got " +
-                                        std::to_string(channels));
+    throw Error(ErrorKind::runtime,
+                "read_image: channels must be 1, 3 or 4, got " + std::to_string(channels));
   }
   const std::string bytes = read_bytes(path);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
@@ -240,10 +240,9 @@ Image read_image(const std::filesystem::path& path, int channels) {
   check_dimensions(path, static_cast<uint32_t>(width), static_cast<uint32_t>(height));
   const bool sixteen_bit = stbi_is_16_bit_from_memory(data, length) != 0;
   std::unique_ptr<void, StbFree> decoded(
-      sixteen_bit ? static_cast<void*>(stbi_load_16_from_memory(data, length, &width, &height,
-                                                                &native, 0))
-                  : static_cast<void*>(stbi_load_from_memory(data, length, &width, &height,
-                                                             &native, 0)));
+      sixteen_bit
+          ? static_cast<void*>(stbi_load_16_from_memory(data, length, &width, &height, &native, 0))
+          : static_cast<void*>(stbi_load_from_memory(data, length, &width, &height, &native, 0)));
   if (!decoded) {
     throw image_error(path, "cannot be decoded: the file is truncated or corrupt (stb_image: " +
                                 stb_reason() + ")");
@@ -342,8 +341,8 @@ Image tensor_to_image(const torch::Tensor& chw) {
 Image make_grid(const torch::Tensor& batch, int columns, int padding) {
   check_image_tensor(batch, 4, "make_grid");
   if (batch.size(0) < 1 || columns < 1 || padding < 0) {
-    throw Error(ErrorKind::runtime, "make_grid: needs at least one image, columns >= 1 and "
-                                    "padding >= 0");
+    throw Error(ErrorKind::runtime,
+                "make_grid: needs at least one image, columns >= 1 and padding >= 0");
   }
   const torch::Tensor nhwc = to_uint8_channels_last(batch);
   const int count = static_cast<int>(batch.size(0));
@@ -362,8 +361,8 @@ Image make_grid(const torch::Tensor& batch, int columns, int padding) {
     const int top = (n / cols) * (tile_h + padding), left = (n % cols) * (tile_w + padding);
     for (int y = 0; y < tile_h; ++y) {
       const uint8_t* from = source + (static_cast<size_t>(n) * tile_h + y) * tile_row;
-      uint8_t* to = grid.pixels.data() +
-                    (static_cast<size_t>(top + y) * grid.width + left) * channels;
+      uint8_t* to =
+          grid.pixels.data() + (static_cast<size_t>(top + y) * grid.width + left) * channels;
       std::copy(from, from + tile_row, to);
     }
   }

@@ -169,6 +169,7 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   int64_t interval_steps = 0;
   TrainProgress progress;
   progress.total = options.steps;
+  progress.first_step = step;
   model->train();
 
   while (step < options.steps) {

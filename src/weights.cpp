@@ -66,19 +66,21 @@ void save_weights(const torch::nn::Module& module, const std::filesystem::path& 
   write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
 }
 
-void load_weights(torch::nn::Module& module, const std::filesystem::path& path) {
+c10::IValue read_pickle_file(const std::filesystem::path& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw weights_error(path, "cannot be opened; check the path");
+  if (!in) throw Error(ErrorKind::runtime, what + " cannot be opened; check the path");
   const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
                                 std::istreambuf_iterator<char>());
-  c10::IValue value;
   try {
-    value = torch::pickle_load(bytes);
+    return torch::pickle_load(bytes);
   } catch (const std::exception& error) {
-    throw weights_error(path, std::string("is not a readable weights file (truncated or "
-                                          "corrupt?): ") +
-                                  error.what());
+    throw Error(ErrorKind::runtime,
+                what + " is not readable (truncated or corrupt?): " + error.what());
   }
+}
+
+void load_weights(torch::nn::Module& module, const std::filesystem::path& path) {
+  const c10::IValue value = read_pickle_file(path, "weights file '" + path.string() + "'");
   if (!value.isGenericDict()) throw weights_error(path, "does not hold a dict of tensors");
   std::map<std::string, torch::Tensor> stored;
   for (const auto& entry : value.toGenericDict()) {

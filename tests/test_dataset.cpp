@@ -63,7 +63,8 @@ class DataLoaderTest : public ::testing::Test {
     for (int id = 0; id < count; ++id) {
       Image image{kSide, kSide, 1, {}};
       for (int y = 0; y < kSide; ++y)
-        for (int x = 0; x < kSide; ++x) image.pixels.push_back(uint8_t(x < kSide / 2 ? 3 * id : kMarker));
+        for (int x = 0; x < kSide; ++x)
+          image.pixels.push_back(uint8_t(x < kSide / 2 ? 3 * id : kMarker));
       // stb directly: write_png's fsync per file would dominate the test's run time.
       const fs::path path = folder_ / ("image_" + std::to_string(id) + ".png");
       ASSERT_TRUE(stbi_write_png(path.c_str(), kSide, kSide, 1, image.pixels.data(), 0));
@@ -102,9 +103,13 @@ TEST_F(Dataset, ScanFindsImagesRecursivelyAndSorted) {
     fs::create_directories((folder_ / name).parent_path());
     std::ofstream(folder_ / name) << "";
   }
-  const std::vector<fs::path> expected = {
-      folder_ / "a.jpg",          folder_ / "b.PNG", folder_ / "e.tga", folder_ / "f.gif",
-      folder_ / "folder.png/inside.gif", folder_ / "sub/c.Jpeg", folder_ / "sub/deeper/d.bmp"};
+  const std::vector<fs::path> expected = {folder_ / "a.jpg",
+                                          folder_ / "b.PNG",
+                                          folder_ / "e.tga",
+                                          folder_ / "f.gif",
+                                          folder_ / "folder.png/inside.gif",
+                                          folder_ / "sub/c.Jpeg",
+                                          folder_ / "sub/deeper/d.bmp"};
   EXPECT_EQ(scan_image_folder(folder_), expected);
 }
 
@@ -168,7 +173,8 @@ TEST_F(DataLoaderTest, RestoreContinuesWithExactlyTheSameBatches) {
   resumed.restore(saved);
   expect_same(take(resumed, 6), std::vector<torch::Tensor>(expected.begin() + 3, expected.end()));
   first.restore(saved);  // rewinding a running loader works too
-  expect_same(take(first, 2), std::vector<torch::Tensor>(expected.begin() + 3, expected.begin() + 5));
+  expect_same(take(first, 2),
+              std::vector<torch::Tensor>(expected.begin() + 3, expected.begin() + 5));
   EXPECT_THROW(resumed.restore({0, 5}), Error);
 }
 

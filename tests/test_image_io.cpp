@@ -25,7 +25,8 @@ Image pattern(int height, int width, int channels, int salt = 0) {
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
       for (int c = 0; c < channels; ++c) {
-        image.pixels.push_back(static_cast<uint8_t>((y * 53 + x * 29 + c * 71 + salt * 7 + 5) % 256));
+        image.pixels.push_back(
+            static_cast<uint8_t>((y * 53 + x * 29 + c * 71 + salt * 7 + 5) % 256));
       }
     }
   }
@@ -51,7 +52,8 @@ Bytes png_chunk(const Bytes& type, const Bytes& data) {
 }
 
 Bytes png_ihdr(uint32_t width, uint32_t height, int depth, int color_type) {
-  return png_chunk("IHDR", be32(width) + be32(height) + Bytes{char(depth), char(color_type), 0, 0, 0});
+  return png_chunk("IHDR",
+                   be32(width) + be32(height) + Bytes{char(depth), char(color_type), 0, 0, 0});
 }
 
 const Bytes kSignature("\x89PNG\r\n\x1a\n", 8);
@@ -117,10 +119,12 @@ int luma(int r, int g, int b) { return int(std::lround(0.299 * r + 0.587 * g + 0
 TEST_F(ImageIo, LosslessFormatsDecodeExactly) {
   using Writer = std::function<int(const char*, const Image&)>;
   const std::vector<std::pair<std::string, Writer>> formats = {
-      {"png", [](const char* p, const Image& i) {
+      {"png",
+       [](const char* p, const Image& i) {
          return stbi_write_png(p, i.width, i.height, i.channels, i.pixels.data(), 0);
        }},
-      {"bmp", [](const char* p, const Image& i) {
+      {"bmp",
+       [](const char* p, const Image& i) {
          return stbi_write_bmp(p, i.width, i.height, i.channels, i.pixels.data());
        }},
       {"tga", [](const char* p, const Image& i) {
@@ -181,7 +185,8 @@ TEST_F(ImageIo, JpegDecodesWithinTolerance) {
     Image smooth{16, 16, channels, {}};
     for (int y = 0; y < 16; ++y)
       for (int x = 0; x < 16; ++x)
-        for (int c = 0; c < channels; ++c) smooth.pixels.push_back(uint8_t(20 + 6 * x + 3 * y + 20 * c));
+        for (int c = 0; c < channels; ++c)
+          smooth.pixels.push_back(uint8_t(20 + 6 * x + 3 * y + 20 * c));
     const fs::path path = folder_ / "smooth.jpg";
     ASSERT_TRUE(stbi_write_jpg(path.c_str(), 16, 16, channels, smooth.pixels.data(), 95));
     const Image decoded = read_image(path, channels);
@@ -217,7 +222,8 @@ TEST_F(ImageIo, GifDecodesTheFirstFrame) {
 }
 
 TEST_F(ImageIo, SixteenBitPngIsRoundedTo8Bit) {
-  const std::vector<uint16_t> values = {0, 65535, 0x1234, 32640, 32767, 128, 257 * 200 + 128, 65407};
+  const std::vector<uint16_t> values = {0,     65535, 0x1234,          32640,
+                                        32767, 128,   257 * 200 + 128, 65407};
   for (int color_type : {0, 2}) {  // gray, RGB
     const int channels = color_type == 0 ? 1 : 3;
     Bytes raw;
@@ -258,20 +264,20 @@ TEST_F(ImageIo, BadFilesAreRefusedWithTheirName) {
 
 TEST_F(ImageIo, AbsurdDimensionsAreRefusedBeforeDecoding) {
   // Headers only: there is no pixel data, so only the header check can produce these messages.
-  const fs::path large = write_bytes("large.png", kSignature + png_ihdr(20000, 20000, 8, 0) +
-                                                      png_chunk("IEND", ""));
+  const fs::path large =
+      write_bytes("large.png", kSignature + png_ihdr(20000, 20000, 8, 0) + png_chunk("IEND", ""));
   const std::string message = read_error(large, 1);
   EXPECT_NE(message.find("large.png"), std::string::npos) << message;
   EXPECT_NE(message.find("20000x20000"), std::string::npos) << message;
   EXPECT_NE(message.find("limit"), std::string::npos) << message;
-  const fs::path huge = write_bytes("huge.png", kSignature + png_ihdr(100000, 100000, 8, 2) +
-                                                    png_chunk("IEND", ""));
+  const fs::path huge =
+      write_bytes("huge.png", kSignature + png_ihdr(100000, 100000, 8, 2) + png_chunk("IEND", ""));
   const std::string huge_message = read_error(huge);
   EXPECT_NE(huge_message.find("huge.png"), std::string::npos) << huge_message;
   EXPECT_NE(huge_message.find("100000x100000"), std::string::npos) << huge_message;
   // A JPEG header (SOF0 at 60000 x 60000), refused through stb's header reader.
-  const Bytes jpeg = Bytes{char(0xFF), char(0xD8), char(0xFF), char(0xC0), 0, 11, 8,
-                           char(0xEA), char(0x60), char(0xEA), char(0x60), 1, 1, 0x11, 0};
+  const Bytes jpeg = Bytes{char(0xFF), char(0xD8), char(0xFF), char(0xC0), 0, 11,   8, char(0xEA),
+                           char(0x60), char(0xEA), char(0x60), 1,          1, 0x11, 0};
   const std::string jpeg_message = read_error(write_bytes("huge.jpg", jpeg));
   EXPECT_NE(jpeg_message.find("60000x60000"), std::string::npos) << jpeg_message;
 }
@@ -344,7 +350,8 @@ TEST_F(ImageIo, TensorsMapToMinusOneOne) {
                         image.pixels[(y * 5 + x) * 3 + c] / 127.5f - 1.0f);
   EXPECT_EQ(tensor_to_image(chw).pixels, image.pixels);
   EXPECT_EQ(tensor_to_image(chw.to(torch::kDouble)).pixels, image.pixels);
-  const Image clamped = tensor_to_image(torch::tensor({-3.0, -1.0, 0.0, 0.999, 7.0}).view({1, 1, 5}));
+  const Image clamped =
+      tensor_to_image(torch::tensor({-3.0, -1.0, 0.0, 0.999, 7.0}).view({1, 1, 5}));
   EXPECT_EQ(clamped.pixels, (std::vector<uint8_t>{0, 0, 128, 255, 255}));
   EXPECT_THROW(tensor_to_image(torch::zeros({2, 4, 4})), Error);
 }
@@ -381,7 +388,9 @@ TEST_F(ImageIo, PngTextChunksRoundTrip) {
   const Bytes png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const Bytes first = png.substr(33, 4 + 4 + 10 + 5 + 4);
   EXPECT_EQ(first.substr(4, 4), "tEXt");
-  EXPECT_EQ(first, png_chunk("tEXt", Bytes("ddpm.step\0" "12000", 15)));
+  EXPECT_EQ(first, png_chunk("tEXt", Bytes("ddpm.step\0"
+                                           "12000",
+                                           15)));
   write_png(folder_ / "plain.png", image);
   EXPECT_TRUE(read_png_text(folder_ / "plain.png").empty());
   ASSERT_TRUE(stbi_write_jpg((folder_ / "photo.jpg").c_str(), 5, 6, 3, image.pixels.data(), 90));

@@ -3,6 +3,7 @@
 
 #include "ddpm/loss.h"
 #include "ddpm/unet.h"
+#include "test_support.h"
 
 namespace ddpm {
 namespace {
@@ -50,16 +51,8 @@ TEST(SimpleLoss, TrainingOnAFixedBatchDrivesTheLossDown) {
   // A small UNet memorises 8 fixed 16x16 images; the loss is measured on the same 32 fixed
   // (t, eps) draws before and after 300 Adam steps, so the comparison carries no sampling noise.
   torch::manual_seed(0);
-  ModelConfig model_config;
-  model_config.base_channels = 16;
-  model_config.channel_mult = {1, 2};
-  model_config.num_res_blocks = 1;
-  model_config.attention_resolutions = {8};
-  model_config.norm_groups = 8;
-  model_config.dropout = 0.0;
-  DataConfig data;
-  data.channels = 1;
-  data.height = data.width = 16;
+  const ModelConfig model_config = testing::small_model_config();
+  const DataConfig data = testing::image_config(1, 16, 16);
   UNet model(model_config, data);
   const NoiseSchedule schedule{DiffusionConfig{}};
 

@@ -58,6 +58,25 @@ CommandResult run_ddpm(const std::string& arguments) {
   return result;
 }
 
+ModelConfig small_model_config() {
+  ModelConfig model;
+  model.base_channels = 16;
+  model.channel_mult = {1, 2};
+  model.num_res_blocks = 1;
+  model.attention_resolutions = {8};
+  model.norm_groups = 8;
+  model.dropout = 0.0;
+  return model;
+}
+
+DataConfig image_config(int channels, int height, int width) {
+  DataConfig data;
+  data.channels = channels;
+  data.height = height;
+  data.width = width;
+  return data;
+}
+
 std::string small_train_config(const std::filesystem::path& data, int steps) {
   return R"({
   "data": {"path": ")" + data.string() + R"(", "image_size": 8, "channels": 1, "workers": 2},

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "ddpm/config.h"
+
 namespace ddpm::testing {
 
 // A fresh folder under the system's temp directory, removed when the object goes away.
@@ -30,6 +32,10 @@ struct CommandResult {
 
 // Runs `ddpm ARGUMENTS` through the shell and waits for it.
 CommandResult run_ddpm(const std::string& arguments);
+
+// A small UNet (16 channels, 2 levels, attention at 8) for `channels` x size x size images.
+ModelConfig small_model_config();
+DataConfig image_config(int channels, int height, int width);
 
 // A small training config for 8x8 grayscale images (runs in well under a second per step).
 std::string small_train_config(const std::filesystem::path& data, int steps);

@@ -1,5 +1,5 @@
-// `ddpm train` and `ddpm sample` end to end through the binary: a run on a generated image
-// folder, sampling from its checkpoint, PNG metadata, refusal to overwrite, batch-size
+// `ddpm train` and `ddpm sample` end to end through the binary: configs/tiny.json on a
+// generated image folder, sampling from its checkpoint, PNG metadata, refusal to overwrite, batch-size
 // independence, and SIGTERM handling.
 #include <gtest/gtest.h>
 
@@ -24,17 +24,21 @@ std::string read_bytes(const std::filesystem::path& file) {
 class TrainAndSample : public ::testing::Test {
  protected:
   TrainAndSample() : temp_("cli_train") {
-    testing::write_image_folder(temp_.path() / "images", 16, 8, 8);
-    std::ofstream(config_file()) << testing::small_train_config(temp_.path() / "images", 4);
+    testing::write_image_folder(temp_.path() / "images", 40, 28, 28);
   }
-  std::filesystem::path config_file() const { return temp_.path() / "small.json"; }
+  // The shipped tiny config, four steps, on the generated folder (or on `data`).
+  std::string tiny(const std::string& data = "") const {
+    return "--config " + std::string(DDPM_SOURCE_DIR) + "/configs/tiny.json --data " +
+           (data.empty() ? (temp_.path() / "images").string() : data) +
+           " --set train.steps=4 --set train.log_every=1 ";
+  }
   std::filesystem::path path(const std::string& name) const { return temp_.path() / name; }
   TempDir temp_;
 };
 
 TEST_F(TrainAndSample, TrainThenSampleWritesPngsWithMetadata) {
-  const auto trained = run_ddpm("train --config " + config_file().string() + " --out " +
-                                path("run").string() + " --set train.sample_every=2");
+  const auto trained = run_ddpm("train " + tiny() + "--out " + path("run").string() +
+                                " --set train.sample_every=2");
   ASSERT_EQ(trained.exit_code, 0) << trained.output;
   EXPECT_TRUE(std::filesystem::exists(path("run") / "samples" / "step_000000004.png"));
   EXPECT_CONTAINS(read_bytes(path("run") / "command.txt"), "train --config");
@@ -49,8 +53,8 @@ TEST_F(TrainAndSample, TrainThenSampleWritesPngsWithMetadata) {
     const auto file = path("out") / ("sample_0000" + std::to_string(i) + ".png");
     ASSERT_TRUE(std::filesystem::exists(file));
     const Image image = read_image(file, 1);
-    EXPECT_EQ(image.height, 8);
-    EXPECT_EQ(image.width, 8);
+    EXPECT_EQ(image.height, 28);
+    EXPECT_EQ(image.width, 28);
     const auto text = read_png_text(file);
     EXPECT_EQ(text.at("sampler"), "ddim");
     EXPECT_EQ(text.at("steps"), "5");
@@ -85,8 +89,8 @@ TEST_F(TrainAndSample, UsageErrorsAreClear) {
   const auto no_config = run_ddpm("train --out " + path("x").string());
   EXPECT_EQ(no_config.exit_code, 2);
   EXPECT_CONTAINS(no_config.output, "--config");
-  const auto missing_data = run_ddpm("train --config " + config_file().string() + " --data " +
-                                     path("nothing").string() + " --out " + path("y").string());
+  const auto missing_data =
+      run_ddpm("train " + tiny(path("nothing").string()) + "--out " + path("y").string());
   EXPECT_EQ(missing_data.exit_code, 1);
   EXPECT_CONTAINS(missing_data.output, "nothing");
   const auto no_checkpoint = run_ddpm("sample --checkpoint " + path("none").string() + " --out " +
@@ -103,9 +107,8 @@ TEST_F(TrainAndSample, SigtermFinishesTheStepWritesACheckpointAndExits130) {
   const auto run_dir = path("long");
   const auto metrics = run_dir / "metrics.jsonl";
   const std::string command =
-      "timeout -s KILL 120 " + std::string(DDPM_BINARY) + " train --config " +
-      config_file().string() + " --out " + run_dir.string() +
-      " --set train.steps=1000000 --set train.checkpoint_every=1000000 > " +
+      "timeout -s KILL 120 " + std::string(DDPM_BINARY) + " train " + tiny() + "--out " +
+      run_dir.string() + " --set train.steps=1000000 --set train.checkpoint_every=1000000 > " +
       path("log.txt").string() + " 2>&1 & pid=$!; for i in $(seq 1200); do [ -s " +
       metrics.string() + " ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo $? > " +
       path("exit.txt").string();

@@ -6,28 +6,13 @@
 
 #include "ddpm/error.h"
 #include "ddpm/unet.h"
+#include "test_support.h"
 
 namespace ddpm {
 namespace {
 
-ModelConfig small_model() {
-  ModelConfig model;
-  model.base_channels = 16;
-  model.channel_mult = {1, 2};
-  model.num_res_blocks = 1;
-  model.attention_resolutions = {8};
-  model.norm_groups = 8;
-  model.dropout = 0.0;
-  return model;
-}
-
-DataConfig image(int channels, int height, int width) {
-  DataConfig data;
-  data.channels = channels;
-  data.height = height;
-  data.width = width;
-  return data;
-}
+using testing::image_config;
+using testing::small_model_config;
 
 // Gives every parameter random values, so that blocks initialised at zero do not hide inputs.
 void randomize(torch::nn::Module& module, uint64_t seed) {
@@ -44,7 +29,7 @@ class UNetShapes : public ::testing::TestWithParam<ShapeCase> {};
 
 TEST_P(UNetShapes, OutputShapeEqualsInputShape) {
   const auto [channels, height, width] = GetParam();
-  UNet model(small_model(), image(channels, height, width));
+  UNet model(small_model_config(), image_config(channels, height, width));
   randomize(*model, 1);
   const auto x = torch::randn({3, channels, height, width});
   const auto out = model->forward(x, torch::tensor({0, 500, 999}, torch::kLong));
@@ -63,7 +48,7 @@ INSTANTIATE_TEST_SUITE_P(GrayscaleRgbRgbaNonSquare, UNetShapes,
                          });
 
 TEST(UNet, Cifar10ConfigHasThePaperParameterCount) {
-  UNet model(ModelConfig{}, image(3, 32, 32));  // the defaults are the CIFAR-10 recipe
+  UNet model(ModelConfig{}, image_config(3, 32, 32));  // the defaults are the CIFAR-10 recipe
   EXPECT_EQ(model->parameter_count(), 35746307);
 }
 
@@ -71,7 +56,7 @@ TEST(UNet, CelebAHq256ConfigHasThePaperParameterCount) {
   ModelConfig model;
   model.channel_mult = {1, 1, 2, 2, 4, 4};
   model.dropout = 0.0;
-  UNet unet(model, image(3, 256, 256));
+  UNet unet(model, image_config(3, 256, 256));
   EXPECT_EQ(unet->parameter_count(), 113673219);
 }
 
@@ -92,7 +77,7 @@ TEST(UNet, TimeEmbeddingMatchesTheFormula) {
 }
 
 TEST(UNet, OutputDependsOnTimestep) {
-  UNet model(small_model(), image(1, 16, 16));
+  UNet model(small_model_config(), image_config(1, 16, 16));
   randomize(*model, 2);
   model->eval();
   torch::NoGradGuard no_grad;
@@ -107,7 +92,7 @@ TEST(UNet, OutputDependsOnTimestep) {
 
 TEST(UNet, FreshModelPredictsZeroLikeTheOriginal) {
   // The output conv starts at zero, so an untrained network predicts eps = 0.
-  UNet model(small_model(), image(1, 16, 16));
+  UNet model(small_model_config(), image_config(1, 16, 16));
   const auto out = model->forward(torch::randn({2, 1, 16, 16}), torch::tensor({3, 700}));
   EXPECT_EQ(out.abs().max().item<float>(), 0.0f);
   for (const auto& item : model->named_parameters()) {
@@ -121,7 +106,7 @@ TEST(UNet, FreshModelPredictsZeroLikeTheOriginal) {
 }
 
 TEST(UNet, GroupNormEpsilonIsTheOriginalOne) {
-  UNet model(small_model(), image(1, 16, 16));
+  UNet model(small_model_config(), image_config(1, 16, 16));
   int norms = 0;
   for (const auto& module : model->modules(/*include_self=*/false)) {
     if (const auto* norm = module->as<torch::nn::GroupNormImpl>()) {
@@ -161,7 +146,7 @@ TEST(UNet, DownsampleUsesTensorflowSamePadding) {
 TEST(UNet, RejectsSizesTheLevelsCannotHalve) {
   ModelConfig model;  // 4 levels: sizes must be divisible by 8
   try {
-    UNet unet(model, image(3, 28, 28));
+    UNet unet(model, image_config(3, 28, 28));
     FAIL() << "a 28x28 image with 4 levels was accepted";
   } catch (const Error& error) {
     EXPECT_EQ(error.exit_code(), 2);
@@ -171,7 +156,7 @@ TEST(UNet, RejectsSizesTheLevelsCannotHalve) {
 }
 
 TEST(UNet, RejectsInputsOfAnotherShape) {
-  UNet model(small_model(), image(1, 16, 16));
+  UNet model(small_model_config(), image_config(1, 16, 16));
   EXPECT_THROW(model->forward(torch::randn({1, 3, 16, 16}), torch::tensor({int64_t(1)})),
                c10::Error);
   EXPECT_THROW(model->forward(torch::randn({2, 1, 16, 16}), torch::tensor({int64_t(1)})),

@@ -9,6 +9,7 @@
 #include "ddpm/error.h"
 #include "ddpm/unet.h"
 #include "ddpm/weights.h"
+#include "test_support.h"
 
 namespace ddpm {
 namespace {
@@ -19,13 +20,8 @@ class Weights : public ::testing::Test {
     folder_ = std::filesystem::temp_directory_path() /
               ("ddpm_weights_test_" + std::to_string(::getpid()));
     std::filesystem::create_directories(folder_);
-    model_config_.base_channels = 16;
-    model_config_.channel_mult = {1, 2};
-    model_config_.num_res_blocks = 1;
-    model_config_.attention_resolutions = {8};
-    model_config_.norm_groups = 8;
-    data_config_.channels = 1;
-    data_config_.height = data_config_.width = 16;
+    model_config_ = testing::small_model_config();
+    data_config_ = testing::image_config(1, 16, 16);
   }
   void TearDown() override { std::filesystem::remove_all(folder_); }
 

@@ -52,13 +52,13 @@ class DataLoader {
   // few files are readable to fill a batch (then every later call throws it again).
   torch::Tensor next();
 
-  LoaderState state() const;              // the position of the batch next() returns next
-  void restore(const LoaderState& state); // continue from a state() of an identical loader
+  LoaderState state() const;               // the position of the batch next() returns next
+  void restore(const LoaderState& state);  // continue from a state() of an identical loader
 
   int64_t batches_per_epoch() const;
-  int64_t skipped_files() const;                   // unreadable files found so far
+  int64_t skipped_files() const;                      // unreadable files found so far
   std::vector<std::string> skipped_examples() const;  // the first few, as "path: reason"
-  bool caches_images() const;                      // whether decoded images are kept in memory
+  bool caches_images() const;                         // whether decoded images are kept in memory
 
  private:
   class Impl;

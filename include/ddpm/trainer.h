@@ -15,7 +15,8 @@ namespace ddpm {
 
 // What the run reports after every step (for a progress display).
 struct TrainProgress {
-  int64_t step = 0;  // steps completed
+  int64_t step = 0;        // steps completed
+  int64_t first_step = 0;  // the step this process started from (after a resume)
   int64_t total = 0;
   double loss = 0.0;  // the last logged mean loss
   double lr = 0.0;

@@ -16,6 +16,11 @@ namespace ddpm {
 // weights_only=True, which refuses the type tags that torch::pickle_save adds.
 std::vector<char> pickle_for_python(const c10::IValue& value);
 
+// Reads a file written by pickle_for_python (or torch.save) back into a value. Throws
+// ddpm::Error (runtime) starting with `what` (e.g. "checkpoint 'x.pt'") when the file cannot be
+// opened or is truncated or corrupt.
+c10::IValue read_pickle_file(const std::filesystem::path& path, const std::string& what);
+
 // Parameters and buffers by their dotted names, on the CPU.
 c10::Dict<std::string, torch::Tensor> state_dict(const torch::nn::Module& module);
 

@@ -26,9 +26,9 @@ ProgressDisplay::ProgressDisplay(std::string label, int64_t every)
 ProgressDisplay::~ProgressDisplay() { finish(); }
 
 void ProgressDisplay::update(int64_t done, int64_t total, double elapsed,
-                             const std::string& detail) {
+                             const std::string& detail, int64_t start) {
   const double fraction = total > 0 ? double(done) / double(total) : 1.0;
-  const double eta = done > 0 ? elapsed / double(done) * double(total - done) : 0.0;
+  const double eta = done > start ? elapsed / double(done - start) * double(total - done) : 0.0;
   char counts[64];
   std::snprintf(counts, sizeof counts, "%lld/%lld", static_cast<long long>(done),
                 static_cast<long long>(total));

@@ -11,8 +11,10 @@ class ProgressDisplay {
   // `label` precedes the counts ("step", "sampling step"); plain lines every `every` units.
   ProgressDisplay(std::string label, int64_t every);
   ~ProgressDisplay();
-  // `done` of `total` units, after `elapsed` seconds; `detail` is appended (loss, images/s).
-  void update(int64_t done, int64_t total, double elapsed, const std::string& detail);
+  // `done` of `total` units, after `elapsed` seconds spent since unit `start` (a resumed run
+  // starts past 0); `detail` is appended (loss, images/s).
+  void update(int64_t done, int64_t total, double elapsed, const std::string& detail,
+              int64_t start = 0);
   void finish();
 
  private:

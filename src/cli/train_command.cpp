@@ -98,7 +98,8 @@ int run_train(int argc, char** argv) {
     char detail[96];
     std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.1f img/s", progress.loss,
                   progress.lr, progress.images_per_second);
-    display.update(progress.step, progress.total, progress.elapsed_seconds, detail);
+    display.update(progress.step, progress.total, progress.elapsed_seconds, detail,
+                   progress.first_step);
   };
   const TrainSummary summary = train(config, run);
   display.finish();
