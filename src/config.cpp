@@ -22,13 +22,6 @@ void require(bool condition, const std::string& key, const std::string& reason) 
   if (!condition) throw config_error(key, reason);
 }
 
-void require_choice(const std::string& value, const std::string& key,
-                    const std::vector<std::string>& choices) {
-  if (std::find(choices.begin(), choices.end(), value) == choices.end()) {
-    throw config_error(key, "unknown value '" + value + "'; " + suggestion_text(value, choices));
-  }
-}
-
 }  // namespace
 
 void validate_data(const DataConfig& data) {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "ddpm/error.h"
+#include "ddpm/seed_mix.h"
 #include "ddpm/image_io.h"
 #include "ddpm/log.h"
 
@@ -29,13 +30,6 @@ bool has_image_extension(const fs::path& path) {
     if (extension == known) return true;
   }
   return false;
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
 }
 
 bool flip_decision(uint64_t seed, int64_t epoch, int64_t position) {

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "ddpm/error.h"
+#include "ddpm/seed_mix.h"
 #include "ddpm/suggest.h"
 
 namespace ddpm {
@@ -15,21 +16,6 @@ namespace {
 const std::vector<std::string> kSamplerNames = {"ddpm", "ddim"};
 const std::vector<std::string> kVarianceNames = {"fixed_large", "fixed_small"};
 const std::vector<std::string> kSpacingNames = {"uniform", "quadratic"};
-
-void require_name(const std::string& value, const std::string& key_path,
-                  const std::vector<std::string>& names) {
-  if (std::find(names.begin(), names.end(), value) == names.end()) {
-    throw config_error(key_path, "unknown value '" + value + "'; " +
-                                     suggestion_text(value, names));
-  }
-}
-
-uint64_t splitmix64(uint64_t value) {
-  value += 0x9E3779B97F4A7C15ULL;
-  value = (value ^ (value >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  value = (value ^ (value >> 27)) * 0x94D049BB133111EBULL;
-  return value ^ (value >> 31);
-}
 
 torch::Tensor predict_eps(const EpsilonPredictor& model, const torch::Tensor& x, int64_t t) {
   const auto timestep = torch::full({x.size(0)}, t, x.options().dtype(torch::kLong));
@@ -112,7 +98,7 @@ torch::Tensor run_ddim(const EpsilonPredictor& model, const NoiseSchedule& sched
 }  // namespace
 
 SamplerKind sampler_from_name(const std::string& name) {
-  require_name(name, "sample.sampler", kSamplerNames);
+  require_choice(name, "sample.sampler", kSamplerNames);
   return name == "ddim" ? SamplerKind::ddim : SamplerKind::ddpm;
 }
 
@@ -145,12 +131,12 @@ void validate_sampler_options(const SamplerOptions& options, int64_t timesteps) 
   if (!(options.eta >= 0.0)) {
     throw config_error("sample.eta", "must be >= 0, got " + std::to_string(options.eta));
   }
-  require_name(options.variance, "sample.variance", kVarianceNames);
-  require_name(options.spacing, "sample.spacing", kSpacingNames);
+  require_choice(options.variance, "sample.variance", kVarianceNames);
+  require_choice(options.spacing, "sample.spacing", kSpacingNames);
 }
 
 std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, const std::string& spacing) {
-  require_name(spacing, "sample.spacing", kSpacingNames);
+  require_choice(spacing, "sample.spacing", kSpacingNames);
   if (steps < 1 || steps > timesteps) {
     throw config_error("sample.steps", "must be in [1, T = " + std::to_string(timesteps) +
                                            "], got " + std::to_string(steps));

@@ -1,6 +1,8 @@
 // Edit-distance suggestions for error messages.
 #include "ddpm/suggest.h"
 
+#include "ddpm/error.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -42,6 +44,14 @@ std::string suggestion_text(const std::string& word, const std::vector<std::stri
   std::string list;
   for (const auto& candidate : candidates) list += (list.empty() ? "" : ", ") + candidate;
   return "valid choices: " + list;
+}
+
+void require_choice(const std::string& value, const std::string& key_path,
+                    const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), value) == choices.end()) {
+    throw config_error(key_path, "unknown value '" + value + "'; " +
+                                     suggestion_text(value, choices));
+  }
 }
 
 }  // namespace ddpm

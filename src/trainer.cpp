@@ -102,7 +102,7 @@ double learning_rate(const TrainConfig& train, int64_t step) {
 
 TrainSummary train(const Config& config, const TrainRun& run) {
   const TrainConfig& options = config.train;
-  prepare_run_dir(config, run);
+  // Everything that can fail on bad input (device, data) fails before the run directory is made.
   const torch::Device device = resolve_device(options.device);
   bool bf16 = options.precision == "bf16";
   if (bf16 && !device.is_cuda()) {
@@ -113,6 +113,7 @@ TrainSummary train(const Config& config, const TrainRun& run) {
 
   DataLoader loader(scan_image_folder(config.data.path), config.data, options.batch_size,
                     options.seed);
+  prepare_run_dir(config, run);
   torch::manual_seed(options.seed);  // initial weights and dropout
   UNet model(config.model, config.data);
   UNet ema_model(config.model, config.data);

@@ -15,4 +15,8 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 // A sentence for an error message: "did you mean 'lr'?" or the list of valid choices.
 std::string suggestion_text(const std::string& word, const std::vector<std::string>& candidates);
 
+// Throws ddpm::Error (config) naming `key_path` unless `value` is one of `choices`.
+void require_choice(const std::string& value, const std::string& key_path,
+                    const std::vector<std::string>& choices);
+
 }  // namespace ddpm
