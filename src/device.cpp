@@ -1,6 +1,8 @@
 // Device selection; see device.h.
 #include "ddpm/device.h"
 
+#include <sys/resource.h>
+
 #include "ddpm/error.h"
 
 namespace ddpm {
@@ -32,6 +34,27 @@ std::string describe_device(const torch::Device& device) {
   }
 #endif
   return device.str();
+}
+
+int64_t peak_memory_bytes(const torch::Device& device) {
+#ifdef DDPM_WITH_CUDA
+  if (device.is_cuda()) return cuda_peak_memory_bytes(device.has_index() ? device.index() : 0);
+#endif
+  (void)device;
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+void reset_peak_memory(const torch::Device& device) {
+#ifdef DDPM_WITH_CUDA
+  if (device.is_cuda()) cuda_reset_peak_memory(device.has_index() ? device.index() : 0);
+#endif
+  (void)device;
+}
+
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
 }
 
 }  // namespace ddpm

@@ -1,8 +1,6 @@
 // The training loop; see trainer.h.
 #include "ddpm/trainer.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -13,12 +11,11 @@
 #include "ddpm/config_json.h"
 #include "ddpm/dataset.h"
 #include "ddpm/device.h"
-#include "ddpm/ema.h"
 #include "ddpm/atomic_file.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
-#include "ddpm/loss.h"
 #include "ddpm/sample_grid.h"
+#include "ddpm/train_step.h"
 #include "ddpm/training_state.h"
 #include "ddpm/unet.h"
 
@@ -26,26 +23,6 @@ namespace ddpm {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Autocast to bf16 on CUDA for the forward pass and the loss, restored on scope exit.
-class Bf16Autocast {
- public:
-  explicit Bf16Autocast(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  }
-  ~Bf16Autocast() {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-  Bf16Autocast(const Bf16Autocast&) = delete;
-  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
-
- private:
-  bool enabled_;
-};
 
 // The run directory: refuses to mix a new run into an old one, records config and command.
 void prepare_run_dir(const Config& config, const TrainRun& run) {
@@ -95,11 +72,6 @@ std::string format_number(double value) {
 
 }  // namespace
 
-double learning_rate(const TrainConfig& train, int64_t step) {
-  if (train.warmup_steps <= 0) return train.lr;
-  return train.lr * std::min(1.0, double(step + 1) / double(train.warmup_steps));
-}
-
 TrainSummary train(const Config& config, const TrainRun& run) {
   const TrainConfig& options = config.train;
   // Everything that can fail on bad input (device, data) fails before the run directory is made.
@@ -122,12 +94,8 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   ema_model->to(device);
   ema_model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  torch::optim::Adam optimizer(model->parameters(),
-                               torch::optim::AdamOptions(options.lr)
-                                   .betas({options.adam_beta1, options.adam_beta2})
-                                   .eps(options.adam_eps)
-                                   .weight_decay(options.weight_decay));
-  ExponentialMovingAverage ema(*model, *ema_model, options.ema_decay);
+  TrainStep train_step(model, ema_model, schedule, options, bf16);
+  torch::optim::Adam& optimizer = train_step.optimizer();
   at::Generator noise_generator = at::detail::createCPUGenerator(options.seed + 1);
 
   TrainSummary summary;
@@ -158,12 +126,6 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     summary.last_checkpoint = checkpoint_file(run.run_dir, step);
   };
 
-  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
-    return model->forward(x_t, t);
-  };
-  const auto parameters = model->parameters();
-  const double clip = options.grad_clip > 0 ? options.grad_clip
-                                            : std::numeric_limits<double>::infinity();
   const auto start = std::chrono::steady_clock::now();
   auto interval_start = start;
   torch::Tensor interval_loss = torch::zeros({}, torch::TensorOptions().device(device));
@@ -179,21 +141,10 @@ TrainSummary train(const Config& config, const TrainRun& run) {
       break;
     }
     const auto x0 = loader.next().to(device, /*non_blocking=*/true);
-    const NoiseDraw draw = draw_noise(x0, schedule.timesteps(), noise_generator);
+    const TrainStep::Result result = train_step.run(x0, noise_generator, step);
+    const double grad_norm = result.grad_norm;
     const double lr = learning_rate(options, step);
-    for (auto& group : optimizer.param_groups()) {
-      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-    }
-    optimizer.zero_grad(/*set_to_none=*/true);
-    torch::Tensor loss;
-    {
-      Bf16Autocast autocast(bf16);
-      loss = simple_loss(predictor, schedule, x0, draw);
-    }
-    loss.backward();
-    // The one host synchronisation of a step: the gradient norm decides whether to step.
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(parameters, clip);
-    if (!std::isfinite(grad_norm)) {
+    if (!result.applied) {
       if (options.on_nonfinite == "stop") {
         throw Error(ErrorKind::runtime,
                     "non-finite loss or gradient at step " + std::to_string(step + 1) +
@@ -205,11 +156,8 @@ TrainSummary train(const Config& config, const TrainRun& run) {
       ++summary.skipped_steps;
       log::warn("non-finite gradient at step " + std::to_string(step + 1) + ": step skipped (" +
                 std::to_string(summary.skipped_steps) + " so far)");
-      optimizer.zero_grad(true);
     } else {
-      optimizer.step();
-      ema.update();
-      interval_loss += loss.detach();
+      interval_loss += result.loss.detach();
       ++interval_steps;
     }
     ++step;

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "test_support.h"
 
 namespace {
@@ -71,6 +73,33 @@ TEST(Cli, ConfigErrorsExitWithTwoAndNameTheKey) {
   EXPECT_CONTAINS(option.output, "bogus");
   const auto threads = run_ddpm("info --threads 0");
   EXPECT_EQ(threads.exit_code, 2);
+}
+
+TEST(Cli, BenchWritesTheFiguresScriptsRelyOn) {
+  const auto file = std::filesystem::temp_directory_path() /
+                    ("ddpm_bench_" + std::to_string(::getpid()) + ".json");
+  const std::string common = "bench --config " + config_path("tiny.json") +
+                             " --batch 2 --steps 2 --warmup 1 --json " + file.string();
+  const auto train = run_ddpm(common + " --mode train --peak-tflops 1");
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  auto json = nlohmann::json::parse(std::ifstream(file));
+  EXPECT_GT(json["train_images_per_s"].get<double>(), 0.0);
+  EXPECT_GT(json["peak_memory_bytes"].get<int64_t>(), 0);
+  // mfu = 3 x forward FLOPs x images/s / peak.
+  EXPECT_NEAR(json["mfu"].get<double>(),
+              3 * json["forward_gflops_per_image"].get<double>() * 1e9 *
+                  json["train_images_per_s"].get<double>() / 1e12,
+              1e-12);
+  const auto sample = run_ddpm(common + " --mode sample --sampler ddim --chain-steps 10");
+  ASSERT_EQ(sample.exit_code, 0) << sample.output;
+  json = nlohmann::json::parse(std::ifstream(file));
+  std::filesystem::remove(file);
+  EXPECT_GT(json["sample_images_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(json["chain_steps"].get<int>(), 10);
+  EXPECT_EQ(run_ddpm("bench --config " + config_path("tiny.json") + " --device cpu --precision bf16")
+                .exit_code,
+            2);
+  EXPECT_EQ(run_ddpm("bench --mode fly").exit_code, 2);
 }
 
 TEST(Cli, ResolvedConfigReadsBackToTheSameConfig) {

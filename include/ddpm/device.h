@@ -14,9 +14,20 @@ torch::Device resolve_device(const std::string& setting);
 // e.g. "cpu (2 threads)" or "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB, compute 9.0)".
 std::string describe_device(const torch::Device& device);
 
+// Peak memory since the last reset: bytes allocated on a CUDA device, or this process's peak
+// resident set on the CPU (which resetting cannot lower).
+int64_t peak_memory_bytes(const torch::Device& device);
+void reset_peak_memory(const torch::Device& device);
+
+// Waits for the device's queued work (a no-op on the CPU); for timings.
+void synchronize(const torch::Device& device);
+
 #ifdef DDPM_WITH_CUDA
-// Name, memory and compute capability of a CUDA device; only in builds against a CUDA LibTorch.
+// Only in builds against a CUDA LibTorch: name, memory and compute capability of a device, and
+// the caching allocator's peak.
 std::string describe_cuda_device(int index);
+int64_t cuda_peak_memory_bytes(int index);
+void cuda_reset_peak_memory(int index);
 #endif
 
 }  // namespace ddpm

@@ -46,7 +46,4 @@ struct TrainSummary {
 // directory, a checkpoint that does not fit the config, or a non-finite loss (unless skipped).
 TrainSummary train(const Config& config, const TrainRun& run);
 
-// The learning rate at a step (0-based): linear warm-up to train.lr over warmup_steps.
-double learning_rate(const TrainConfig& train, int64_t step);
-
 }  // namespace ddpm

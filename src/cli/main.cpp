@@ -23,6 +23,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"train", "train a model on an image folder (resumable)", ddpm::cli::run_train},
       {"sample", "sample images from a checkpoint and write PNGs", ddpm::cli::run_sample},
+      {"bench", "measure training and sampling throughput, memory and FLOP utilisation",
+       ddpm::cli::run_bench},
       {"info", "print a config's model (parameters, GFLOPs, memory) and noise schedule",
        ddpm::cli::run_info},
       {"config", "validate a config and print it resolved, as JSON", ddpm::cli::run_config},

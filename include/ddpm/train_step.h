@@ -1,0 +1,44 @@
+// One optimisation step of L_simple: draw t and eps, forward (bf16 autocast on CUDA when asked),
+// backward, clip the global gradient norm, and, when that norm is finite, Adam with the
+// step's warm-up learning rate and the EMA update. Shared by train() and `ddpm bench`.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "ddpm/config.h"
+#include "ddpm/ema.h"
+#include "ddpm/schedule.h"
+#include "ddpm/unet.h"
+
+namespace ddpm {
+
+class TrainStep {
+ public:
+  struct Result {
+    torch::Tensor loss;   // on the device; reading it synchronises
+    double grad_norm;     // before clipping; read on the host (the step's one synchronisation)
+    bool applied;         // false when the norm was not finite: no update was made
+  };
+
+  TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
+            const TrainConfig& options, bool bf16);
+
+  // `step` is 0-based and sets the warm-up learning rate; noise comes from `noise_generator`.
+  Result run(const torch::Tensor& x0, at::Generator& noise_generator, int64_t step);
+
+  torch::optim::Adam& optimizer() { return optimizer_; }
+
+ private:
+  UNet model_;
+  const NoiseSchedule& schedule_;
+  TrainConfig options_;
+  bool bf16_;
+  std::vector<torch::Tensor> parameters_;
+  torch::optim::Adam optimizer_;
+  ExponentialMovingAverage ema_;
+};
+
+// The learning rate at a step (0-based): linear warm-up to train.lr over warmup_steps.
+double learning_rate(const TrainConfig& train, int64_t step);
+
+}  // namespace ddpm

@@ -1,0 +1,84 @@
+// One optimisation step; see train_step.h.
+#include "ddpm/train_step.h"
+
+#include <ATen/autocast_mode.h>
+
+#include <cmath>
+#include <limits>
+
+#include "ddpm/loss.h"
+
+namespace ddpm {
+namespace {
+
+// Autocast to bf16 on CUDA for the forward pass and the loss, restored on scope exit.
+class Bf16Autocast {
+ public:
+  explicit Bf16Autocast(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  }
+  ~Bf16Autocast() {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+  Bf16Autocast(const Bf16Autocast&) = delete;
+  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
+
+ private:
+  bool enabled_;
+};
+
+}  // namespace
+
+double learning_rate(const TrainConfig& train, int64_t step) {
+  if (train.warmup_steps <= 0) return train.lr;
+  return train.lr * std::min(1.0, double(step + 1) / double(train.warmup_steps));
+}
+
+TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
+                     const TrainConfig& options, bool bf16)
+    : model_(model),
+      schedule_(schedule),
+      options_(options),
+      bf16_(bf16),
+      parameters_(model->parameters()),
+      optimizer_(parameters_, torch::optim::AdamOptions(options.lr)
+                                  .betas({options.adam_beta1, options.adam_beta2})
+                                  .eps(options.adam_eps)
+                                  .weight_decay(options.weight_decay)),
+      ema_(*model, *ema_model, options.ema_decay) {}
+
+TrainStep::Result TrainStep::run(const torch::Tensor& x0, at::Generator& noise_generator,
+                                 int64_t step) {
+  const NoiseDraw draw = draw_noise(x0, schedule_.timesteps(), noise_generator);
+  const double lr = learning_rate(options_, step);
+  for (auto& group : optimizer_.param_groups()) {
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+  }
+  optimizer_.zero_grad(/*set_to_none=*/true);
+  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
+    return model_->forward(x_t, t);
+  };
+  Result result;
+  {
+    Bf16Autocast autocast(bf16_);
+    result.loss = simple_loss(predictor, schedule_, x0, draw);
+  }
+  result.loss.backward();
+  const double clip = options_.grad_clip > 0 ? options_.grad_clip
+                                             : std::numeric_limits<double>::infinity();
+  result.grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, clip);
+  result.applied = std::isfinite(result.grad_norm);
+  if (result.applied) {
+    optimizer_.step();
+    ema_.update();
+  } else {
+    optimizer_.zero_grad(/*set_to_none=*/true);
+  }
+  return result;
+}
+
+}  // namespace ddpm
