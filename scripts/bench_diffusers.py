@@ -128,9 +128,8 @@ def load_config(path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The network. This mirrors diffusers_model() in tests/diffusers_crosscheck.py (which proves the
-# mapping: same parameter names, shapes and outputs as our UNet); keep the two in step. The one
-# addition is `dropout`, which the cross-check (eval mode only) does not need.
+# The network: our config as a UNet2DModel with the same parameter names, shapes and outputs as
+# our UNet. tests/diffusers_crosscheck.py uses this function and proves the mapping.
 
 def diffusers_model(config, UNet2DModel):
     model = config["model"]

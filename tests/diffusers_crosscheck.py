@@ -25,51 +25,31 @@ except ImportError:
     sys.exit("diffusers is not installed in this Python: run `pip install diffusers` "
              "(scripts/setup.sh --test does it in the project's virtual environment)")
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts"))
+import bench_diffusers as peer  # noqa: E402
+
 CASES = {
     # The CIFAR-10 layout, narrower: attention at 16x16 only, 4 levels, SAME-padded downsampling.
     "rgb_cifar_layout": {
         "data": {"image_size": 32, "channels": 3},
         "model": {"base_channels": 32, "channel_mult": [1, 2, 2, 2], "num_res_blocks": 2,
-                  "attention_resolutions": [16], "attention_heads": 1, "norm_groups": 32},
+                  "attention_resolutions": [16], "attention_heads": 1, "norm_groups": 32,
+                  "dropout": 0.1},
     },
     # Grayscale, non-square, two attention heads, one res block per level.
     "gray_nonsquare_two_heads": {
         "data": {"image_size": [16, 32], "channels": 1},
         "model": {"base_channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
-                  "attention_resolutions": [8], "attention_heads": 2, "norm_groups": 16},
+                  "attention_resolutions": [8], "attention_heads": 2, "norm_groups": 16,
+                  "dropout": 0.0},
     },
 }
 
 
 def diffusers_model(config):
-    model = config["model"]
-    size = config["data"]["image_size"]
-    height, width = (size, size) if isinstance(size, int) else size
-    levels = len(model["channel_mult"])
-    widths = [model["base_channels"] * m for m in model["channel_mult"]]
-    attention = [(min(height, width) >> level) in model["attention_resolutions"]
-                 for level in range(levels)]
-    head_dims = {widths[level] // model["attention_heads"]
-                 for level in range(levels) if attention[level]}
-    head_dims.add(widths[-1] // model["attention_heads"])
-    assert len(head_dims) == 1, "diffusers takes one attention head width for every level"
-    return UNet2DModel(
-        sample_size=(height, width),
-        in_channels=config["data"]["channels"],
-        out_channels=config["data"]["channels"],
-        block_out_channels=tuple(widths),
-        layers_per_block=model["num_res_blocks"],
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
-        attention_head_dim=head_dims.pop(),
-        norm_num_groups=model["norm_groups"],
-        norm_eps=1e-6,
-        downsample_padding=0,
-        flip_sin_to_cos=False,
-        freq_shift=1,
-        act_fn="silu",
-        time_embedding_type="positional",
-    )
+    # The mapping from our config to UNet2DModel lives in the benchmark peer; this test is what
+    # proves it (same names, shapes and outputs).
+    return peer.diffusers_model(config, UNet2DModel).eval()
 
 
 def check(name, config, exporter, workdir):
@@ -83,7 +63,7 @@ def check(name, config, exporter, workdir):
     assert isinstance(weights, dict) and all(torch.is_tensor(v) for v in weights.values())
     case = torch.load(folder / "case.pt", weights_only=True)
 
-    model = diffusers_model(config).eval()
+    model = diffusers_model(config)
     model.load_state_dict(weights, strict=True)
     count = sum(p.numel() for p in model.parameters())
     assert count == case["parameters"], f"{name}: diffusers has {count} parameters, we have {case['parameters']}"
