@@ -4,14 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
+#include "ddpm/atomic_file.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/config_json.h"
 #include "ddpm/dataset.h"
 #include "ddpm/device.h"
-#include "ddpm/atomic_file.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
 #include "ddpm/sample_grid.h"
