@@ -94,11 +94,11 @@ class SamplerUpdate : public ::testing::TestWithParam<SamplerCase> {};
 
 // Every step of the chain against the float64 reference applied to the sampler's own previous x
 // with the same z, so float32 rounding does not accumulate. Tolerance 1e-5 (1 + |x|): the
-// float32 step is a few roundings of numbers of size |x| (the stub drives |x| up to ~100).
+// float32 step is a few roundings of numbers of size |x| (the toy_model drives |x| up to ~100).
 TEST_P(SamplerUpdate, EveryStepMatchesTheFloat64Reference) {
   const SamplerCase& test_case = GetParam();
   const NoiseSchedule schedule{DiffusionConfig{}};
-  const EpsilonPredictor stub = [](const torch::Tensor& x, const torch::Tensor& t) {
+  const EpsilonPredictor toy_model = [](const torch::Tensor& x, const torch::Tensor& t) {
     return x * 0.3 + t.to(torch::kFloat32).view({-1, 1, 1, 1}) * 0.01;
   };
   ReferenceSampler reference;
@@ -113,7 +113,7 @@ TEST_P(SamplerUpdate, EveryStepMatchesTheFloat64Reference) {
   for (auto& noise : z) noise = torch::randn({2, 1, 3, 3}, generator);
   std::vector<int> noise_calls;
   const auto result = run_sampler(
-      stub, schedule, test_case.options, x_T,
+      toy_model, schedule, test_case.options, x_T,
       [&](int step) {
         noise_calls.push_back(step);
         return z[step];
@@ -148,7 +148,7 @@ TEST_P(SamplerUpdate, EveryStepMatchesTheFloat64Reference) {
       clipped += std::abs(expected.x0) == 1.0;
     }
   }
-  // The stub's x0 leaves [-1, 1] early in the chain, so clipping is exercised.
+  // The toy_model's x0 leaves [-1, 1] early in the chain, so clipping is exercised.
   if (test_case.options.clip_denoised) {
     EXPECT_GT(clipped, 0);
   }
@@ -223,10 +223,10 @@ TEST(SamplerIdentity, ClippedFormEqualsAlgorithm2WhenNothingIsClipped) {
 
 // DDIM with eta = 1 over every timestep is DDPM with sigma^2 = beta~_t (Song et al. 2020,
 // sec. 4.1), through different formulas: equal up to float32 rounding accumulated over 1000
-// steps, 1e-5 of |x| (without clipping the stub drives |x| to a few hundred).
+// steps, 1e-5 of |x| (without clipping the toy_model drives |x| to a few hundred).
 TEST(SamplerIdentity, DdimWithEtaOneOverAllStepsIsDdpmFixedSmall) {
   const NoiseSchedule schedule{DiffusionConfig{}};
-  const EpsilonPredictor stub = [](const torch::Tensor& x, const torch::Tensor& t) {
+  const EpsilonPredictor toy_model = [](const torch::Tensor& x, const torch::Tensor& t) {
     return torch::tanh(x) + t.to(torch::kFloat32).view({-1, 1, 1, 1}) * 0.001;
   };
   auto generator = at::detail::createCPUGenerator(9);
@@ -235,10 +235,10 @@ TEST(SamplerIdentity, DdimWithEtaOneOverAllStepsIsDdpmFixedSmall) {
   for (auto& noise : z) noise = torch::randn({2, 1, 3, 3}, generator);
   for (const bool clip : {false, true}) {
     const auto ddpm = chain(
-        stub, schedule, make_options(SamplerKind::ddpm, 1000, 0, "fixed_small", "uniform", clip),
+        toy_model, schedule, make_options(SamplerKind::ddpm, 1000, 0, "fixed_small", "uniform", clip),
         x_T, z);
     const auto ddim = chain(
-        stub, schedule, make_options(SamplerKind::ddim, 1000, 1, "fixed_large", "uniform", clip),
+        toy_model, schedule, make_options(SamplerKind::ddim, 1000, 1, "fixed_large", "uniform", clip),
         x_T, z);
     ASSERT_EQ(ddpm.size(), ddim.size());
     for (size_t step = 0; step < ddpm.size(); ++step) {
@@ -324,7 +324,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(SamplerReproducibility, ImageKIsTheSameWhateverTheBatch) {
   const NoiseSchedule schedule{DiffusionConfig{}};
-  const EpsilonPredictor stub = [](const torch::Tensor& x, const torch::Tensor& t) {
+  const EpsilonPredictor toy_model = [](const torch::Tensor& x, const torch::Tensor& t) {
     return torch::tanh(x) * 0.5 + t.to(torch::kFloat32).view({-1, 1, 1, 1}) * 0.0005;
   };
   const std::vector<int64_t> shape = {2, 3, 3};
@@ -332,15 +332,15 @@ TEST(SamplerReproducibility, ImageKIsTheSameWhateverTheBatch) {
        {make_options(SamplerKind::ddpm, 100, 0, "fixed_large", "uniform", true),
         make_options(SamplerKind::ddpm, 20, 0, "fixed_small", "uniform", true),
         make_options(SamplerKind::ddim, 10, 1, "fixed_large", "quadratic", true)}) {
-    const auto all = sample_images(stub, schedule, options, 0, 6, shape, 42, torch::kCPU);
+    const auto all = sample_images(toy_model, schedule, options, 0, 6, shape, 42, torch::kCPU);
     ASSERT_EQ(all.sizes(), (std::vector<int64_t>{6, 2, 3, 3}));
-    const auto first = sample_images(stub, schedule, options, 0, 2, shape, 42, torch::kCPU);
-    const auto rest = sample_images(stub, schedule, options, 2, 4, shape, 42, torch::kCPU);
+    const auto first = sample_images(toy_model, schedule, options, 0, 2, shape, 42, torch::kCPU);
+    const auto rest = sample_images(toy_model, schedule, options, 2, 4, shape, 42, torch::kCPU);
     EXPECT_TRUE(torch::equal(all.slice(0, 0, 2), first));
     EXPECT_TRUE(torch::equal(all.slice(0, 2, 6), rest));
-    EXPECT_TRUE(torch::equal(all, sample_images(stub, schedule, options, 0, 6, shape, 42,
+    EXPECT_TRUE(torch::equal(all, sample_images(toy_model, schedule, options, 0, 6, shape, 42,
                                                 torch::kCPU)));
-    const auto other_seed = sample_images(stub, schedule, options, 0, 6, shape, 43, torch::kCPU);
+    const auto other_seed = sample_images(toy_model, schedule, options, 0, 6, shape, 43, torch::kCPU);
     for (int64_t k = 0; k < 6; ++k) {
       EXPECT_FALSE(torch::allclose(all[k], other_seed[k])) << "image " << k;
       if (k > 0) {
@@ -484,12 +484,12 @@ TEST(SamplerRespacing, KeepsAlphaBarAtTheVisitedTimesteps) {
 TEST(SamplerDevice, CudaMatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const NoiseSchedule schedule{DiffusionConfig{}};
-  const EpsilonPredictor stub = [](const torch::Tensor& x, const torch::Tensor& t) {
+  const EpsilonPredictor toy_model = [](const torch::Tensor& x, const torch::Tensor& t) {
     return torch::tanh(x) * 0.5 + t.to(torch::kFloat32).view({-1, 1, 1, 1}) * 0.0005;
   };
   const SamplerOptions options;
-  const auto cpu = sample_images(stub, schedule, options, 3, 4, {3, 4, 4}, 7, torch::kCPU);
-  const auto cuda = sample_images(stub, schedule, options, 3, 4, {3, 4, 4}, 7, torch::kCUDA);
+  const auto cpu = sample_images(toy_model, schedule, options, 3, 4, {3, 4, 4}, 7, torch::kCPU);
+  const auto cuda = sample_images(toy_model, schedule, options, 3, 4, {3, 4, 4}, 7, torch::kCUDA);
   EXPECT_TRUE(cuda.is_cuda());
   EXPECT_LT((cuda.cpu() - cpu).abs().max().item<double>(), 1e-4);
 }

@@ -1,5 +1,5 @@
 // Sampling: the reverse chain from pure noise x_T to an image x_0, as small functions over an
-// EpsilonPredictor (the UNet or a stub). Three samplers, chosen by SamplerKind:
+// EpsilonPredictor (the UNet, or a closed-form model in tests). Three samplers, chosen by SamplerKind:
 //   - DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), sigma_t^2 = beta_t or beta~_t;
 //   - respaced DDPM (Nichol & Dhariwal 2021, improved-diffusion's respace.py) when steps < T;
 //   - DDIM (Song et al. 2020, eq. 12), deterministic for eta = 0, skipping timesteps.
