@@ -1,7 +1,7 @@
 # Finds every dependency from the system (or an installed Python torch) and stops with a
 # message that says how to install whatever is missing. Sets DDPM_WITH_CUDA.
 
-set(DDPM_APT_HINT "Install it with: sudo apt-get install libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgtest-dev  (or run scripts/setup.sh)")
+set(DDPM_APT_HINT "Install it with: sudo apt-get install libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev libgtest-dev  (or run scripts/setup.sh)")
 
 # LibTorch: Torch_DIR / CMAKE_PREFIX_PATH first, else the torch of a Python interpreter
 # (DDPM_PYTHON, else the first python3 on PATH).
@@ -68,6 +68,24 @@ endif()
 add_library(ddpm_stb INTERFACE)
 target_include_directories(ddpm_stb INTERFACE "${DDPM_STB_INCLUDE_DIR}")
 target_link_libraries(ddpm_stb INTERFACE "${DDPM_STB_LIBRARY}")
+
+# c10d's Gloo backend is compiled into LibTorch, but LibTorch's headers for it include Gloo's
+# own headers, which pip's torch does not ship: take them (headers only, nothing is linked) from
+# the system (Debian's libgloo-dev).
+find_path(DDPM_GLOO_INCLUDE_DIR gloo/algorithm.h)
+if(NOT DDPM_GLOO_INCLUDE_DIR)
+  message(FATAL_ERROR "Gloo's headers (gloo/algorithm.h) were not found. ${DDPM_APT_HINT}")
+endif()
+
+# NCCL's header for c10d's NCCL backend: pip's CUDA torch carries it in nvidia/nccl/include.
+if(DDPM_WITH_CUDA)
+  find_path(DDPM_NCCL_INCLUDE_DIR nccl.h HINTS "${TORCH_INSTALL_PREFIX}/../nvidia/nccl/include")
+  if(NOT DDPM_NCCL_INCLUDE_DIR)
+    message(FATAL_ERROR "nccl.h was not found for the CUDA build. Install NCCL's development "
+                        "files (sudo apt-get install libnccl-dev), or use pip's CUDA torch, "
+                        "which ships them (scripts/setup.sh).")
+  endif()
+endif()
 
 if(DDPM_BUILD_TESTS)
   ddpm_require_package(GTest)

@@ -26,7 +26,7 @@ done
 say() { printf '==> %s\n' "$*" >&2; }
 
 # 1. System packages: compilers, the C++ libraries, Python's venv.
-packages=(g++ git pkg-config libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev
+packages=(g++ git pkg-config libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev
           libgtest-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv python3-pip)
 ((with_data)) && packages+=(dataset-fashion-mnist)

@@ -139,6 +139,8 @@ void validate_train(const TrainConfig& train) {
           "must be auto, cpu, cuda or cuda:N, got '" + train.device + "'");
   require_choice(train.precision, "train.precision", {"fp32", "bf16"});
   require_choice(train.on_nonfinite, "train.on_nonfinite", {"stop", "skip"});
+  require(train.dist_timeout_s >= 1, "train.dist_timeout_s",
+          "must be >= 1 (seconds), got " + str(train.dist_timeout_s));
 }
 
 void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusion) {

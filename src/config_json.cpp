@@ -204,6 +204,7 @@ void read_train(const json& object, TrainConfig& train) {
   reader.read("device", train.device);
   reader.read("precision", train.precision);
   reader.read("on_nonfinite", train.on_nonfinite);
+  reader.read("dist_timeout_s", train.dist_timeout_s);
   reader.finish();
 }
 
@@ -317,7 +318,8 @@ json config_to_json(const Config& config) {
                    {"keep_checkpoints", train.keep_checkpoints},
                    {"device", train.device},
                    {"precision", train.precision},
-                   {"on_nonfinite", train.on_nonfinite}};
+                   {"on_nonfinite", train.on_nonfinite},
+                   {"dist_timeout_s", train.dist_timeout_s}};
   const SampleConfig& sample = config.sample;
   root["sample"] = {{"sampler", sample.sampler},
                     {"steps", sample.steps},

@@ -78,6 +78,16 @@ std::vector<fs::path> scan_image_folder(const fs::path& folder) {
   return files;
 }
 
+void check_batch_split(int batch_size, int world_size) {
+  if (batch_size % world_size != 0) {
+    throw config_error("train.batch_size",
+                       "is " + std::to_string(batch_size) + ", which the " +
+                           std::to_string(world_size) +
+                           " processes cannot share evenly (it is the global batch); make it a "
+                           "multiple of the number of processes");
+  }
+}
+
 class DataLoader::Impl {
  public:
   Impl(std::vector<fs::path> files, const DataConfig& data, int batch_size, uint64_t seed, int rank,
@@ -95,8 +105,9 @@ class DataLoader::Impl {
   const std::vector<fs::path> files_;
   const DataConfig data_;
   const int batch_size_, rank_, world_size_, num_workers_;
+  const int local_batch_;  // this rank's part of each batch
   const uint64_t seed_;
-  const int64_t shard_size_, batches_per_epoch_;
+  const int64_t batches_per_epoch_;
   const size_t image_bytes_;
   std::unique_ptr<uint8_t[]> cache_;  // N decoded images, C × H × W each, when they fit
   std::unique_ptr<std::atomic<uint8_t>[]> file_state_;
@@ -119,7 +130,7 @@ class DataLoader::Impl {
   void work();
   torch::Tensor make_batch(int64_t sequence);
   std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch);
-  void load_slot(const std::vector<int64_t>& order, int64_t slot, uint8_t* chw);
+  void load_position(const std::vector<int64_t>& order, int64_t position, uint8_t* chw);
   bool load_file(int64_t index, uint8_t* chw);
 };
 
@@ -131,9 +142,9 @@ DataLoader::Impl::Impl(std::vector<fs::path> files, const DataConfig& data, int 
       rank_(rank),
       world_size_(world_size),
       num_workers_(std::max(1, data.workers)),
+      local_batch_(world_size > 0 ? batch_size / world_size : 0),
       seed_(seed),
-      shard_size_(world_size > 0 ? static_cast<int64_t>(files_.size()) / world_size : 0),
-      batches_per_epoch_(batch_size > 0 ? shard_size_ / batch_size : 0),
+      batches_per_epoch_(batch_size > 0 ? static_cast<int64_t>(files_.size()) / batch_size : 0),
       image_bytes_(static_cast<size_t>(data.channels) * data.height * data.width) {
   validate_data(data_);
   if (files_.empty()) {
@@ -144,12 +155,12 @@ DataLoader::Impl::Impl(std::vector<fs::path> files, const DataConfig& data, int 
                 "data loader: impossible batch size " + std::to_string(batch_size) + ", rank " +
                     std::to_string(rank) + " or world size " + std::to_string(world_size));
   }
+  check_batch_split(batch_size, world_size);
   if (batches_per_epoch_ < 1) {
     throw Error(ErrorKind::runtime,
                 "data.path '" + data.path + "' has " + std::to_string(files_.size()) +
-                    " images, so each of the " + std::to_string(world_size) + " process(es) gets " +
-                    std::to_string(shard_size_) + ", fewer than one batch of " +
-                    std::to_string(batch_size) + "; lower train.batch_size or add images");
+                    " images, fewer than one batch of " + std::to_string(batch_size) +
+                    "; lower train.batch_size or add images");
   }
   file_state_ = std::make_unique<std::atomic<uint8_t>[]>(files_.size());
   const uint64_t cache_bytes = static_cast<uint64_t>(files_.size()) * image_bytes_;
@@ -253,13 +264,13 @@ torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
   const int64_t batch = position % batches_per_epoch_;
   const auto order = permutation(epoch);
   const int height = data_.height, width = data_.width;
-  torch::Tensor out = torch::empty({batch_size_, data_.channels, height, width}, torch::kFloat);
+  torch::Tensor out = torch::empty({local_batch_, data_.channels, height, width}, torch::kFloat);
   float* target = out.data_ptr<float>();
   std::vector<uint8_t> chw(image_bytes_);
-  for (int i = 0; i < batch_size_; ++i) {
-    const int64_t slot = batch * batch_size_ + i;
-    load_slot(*order, slot, chw.data());
-    const bool flip = data_.random_flip && flip_decision(seed_, epoch, rank_ + slot * world_size_);
+  for (int i = 0; i < local_batch_; ++i) {
+    const int64_t position = batch * batch_size_ + int64_t{rank_} * local_batch_ + i;
+    load_position(*order, position, chw.data());
+    const bool flip = data_.random_flip && flip_decision(seed_, epoch, position);
     for (size_t row = 0; row < image_bytes_ / width; ++row) {
       const uint8_t* from = chw.data() + row * width;
       for (int x = 0; x < width; ++x) {
@@ -270,23 +281,24 @@ torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
   return out;
 }
 
-void DataLoader::Impl::load_slot(const std::vector<int64_t>& order, int64_t slot, uint8_t* chw) {
-  for (int64_t step = 0; step < shard_size_; ++step) {
-    const int64_t shard_index = (slot + step) % shard_size_;
-    if (load_file(order[rank_ + shard_index * world_size_], chw)) return;
-    const int64_t readable = static_cast<int64_t>(files_.size()) - skipped_.load();
-    if (readable < int64_t{batch_size_} * world_size_) {
+void DataLoader::Impl::load_position(const std::vector<int64_t>& order, int64_t position,
+                                     uint8_t* chw) {
+  const int64_t count = static_cast<int64_t>(order.size());
+  for (int64_t step = 0; step < count; ++step) {
+    if (load_file(order[(position + step) % count], chw)) return;
+    const int64_t readable = count - skipped_.load();
+    if (readable < batch_size_) {
       throw Error(ErrorKind::runtime,
-                  "only " + std::to_string(readable) + " of the " + std::to_string(files_.size()) +
+                  "only " + std::to_string(readable) + " of the " + std::to_string(count) +
                       " image files in data.path '" + data_.path +
                       "' are readable, fewer than one batch of " + std::to_string(batch_size_) +
-                      " per process; see the warning that names the unreadable files, fix "
-                      "or remove them, or lower train.batch_size");
+                      "; see the warning that names the unreadable files, fix or remove them, "
+                      "or lower train.batch_size");
     }
   }
-  throw Error(ErrorKind::runtime, "none of the " + std::to_string(shard_size_) +
-                                      " images of this process's share of data.path '" +
-                                      data_.path + "' is readable; check the files");
+  throw Error(ErrorKind::runtime, "none of the " + std::to_string(count) +
+                                      " image files in data.path '" + data_.path +
+                                      "' is readable; check the files");
 }
 
 bool DataLoader::Impl::load_file(int64_t index, uint8_t* chw) {

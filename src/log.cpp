@@ -12,6 +12,12 @@ void setup() {
   spdlog::set_default_logger(logger);
 }
 
+void set_rank(int rank) {
+  if (rank == 0) return;
+  spdlog::default_logger()->set_pattern("%^%l%$: [rank " + std::to_string(rank) + "] %v");
+  spdlog::set_level(spdlog::level::warn);
+}
+
 void info(const std::string& message) { spdlog::info("{}", message); }
 void warn(const std::string& message) { spdlog::warn("{}", message); }
 void error(const std::string& message) { spdlog::error("{}", message); }

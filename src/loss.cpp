@@ -1,17 +1,26 @@
 // L_simple; see loss.h.
 #include "ddpm/loss.h"
 
+#include "ddpm/seed_mix.h"
+
 namespace ddpm {
 
-NoiseDraw draw_noise(const torch::Tensor& x0, int64_t timesteps, at::Generator& generator) {
-  // Drawn on the generator's device, then moved, so a CPU generator gives the same draw
-  // whatever device the model runs on.
+NoiseDraw draw_noise(const torch::Tensor& x0, int64_t timesteps, const NoiseKey& key) {
   const auto cpu = torch::TensorOptions().device(torch::kCPU);
+  torch::Tensor t = torch::empty({x0.size(0)}, cpu.dtype(torch::kLong));
+  torch::Tensor eps = torch::empty(x0.sizes(), cpu.dtype(torch::kFloat32));
+  // A stream constant keeps these seeds apart from the loader's (shuffle, flips).
+  const uint64_t step_seed =
+      splitmix64(splitmix64(key.seed ^ 0x6e6f697365ULL) ^ static_cast<uint64_t>(key.step));
+  for (int64_t i = 0; i < x0.size(0); ++i) {
+    auto generator = at::detail::createCPUGenerator(
+        splitmix64(step_seed ^ static_cast<uint64_t>(key.first_example + i)));
+    t.select(0, i).random_(0, timesteps, generator);
+    eps.select(0, i).normal_(0.0, 1.0, generator);
+  }
   NoiseDraw draw;
-  draw.t = torch::randint(0, timesteps, {x0.size(0)}, generator, cpu.dtype(torch::kLong))
-               .to(x0.device());
-  draw.eps = torch::randn(x0.sizes(), generator, cpu.dtype(torch::kFloat32))
-                 .to(x0.device(), x0.scalar_type());
+  draw.t = t.to(x0.device());
+  draw.eps = eps.to(x0.device(), x0.scalar_type());
   return draw;
 }
 

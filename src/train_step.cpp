@@ -6,8 +6,6 @@
 #include <cmath>
 #include <limits>
 
-#include "ddpm/loss.h"
-
 namespace ddpm {
 namespace {
 
@@ -39,11 +37,12 @@ double learning_rate(const TrainConfig& train, int64_t step) {
 }
 
 TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
-                     const TrainConfig& options, bool bf16)
+                     const TrainConfig& options, bool bf16, ProcessGroup* group)
     : model_(model),
       schedule_(schedule),
       options_(options),
       bf16_(bf16),
+      group_(group),
       parameters_(model->parameters()),
       optimizer_(parameters_, torch::optim::AdamOptions(options.lr)
                                   .betas({options.adam_beta1, options.adam_beta2})
@@ -51,9 +50,9 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
                                   .weight_decay(options.weight_decay)),
       ema_(*model, *ema_model, options.ema_decay) {}
 
-TrainStep::Result TrainStep::run(const torch::Tensor& x0, at::Generator& noise_generator,
-                                 int64_t step) {
-  const NoiseDraw draw = draw_noise(x0, schedule_.timesteps(), noise_generator);
+TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
+                                 bool stop_requested) {
+  const NoiseDraw draw = draw_noise(x0, schedule_.timesteps(), noise);
   const double lr = learning_rate(options_, step);
   for (auto& group : optimizer_.param_groups()) {
     static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
@@ -68,10 +67,25 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, at::Generator& noise_g
     result.loss = simple_loss(predictor, schedule_, x0, draw);
   }
   result.loss.backward();
+  result.stop = stop_requested;
+  torch::Tensor stop_votes;
+  if (group_ != nullptr) {
+    // The vote travels with the gradients and is read after the norm, so it costs no extra
+    // host synchronisation.
+    stop_votes = torch::full({1}, stop_requested ? 1.0f : 0.0f, x0.options());
+    group_->sum(stop_votes);
+    std::vector<torch::Tensor> gradients;
+    for (auto& parameter : parameters_) {
+      if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
+      gradients.push_back(parameter.grad());
+    }
+    group_->average(gradients);
+  }
   const double clip = options_.grad_clip > 0 ? options_.grad_clip
                                              : std::numeric_limits<double>::infinity();
   result.grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, clip);
   result.applied = std::isfinite(result.grad_norm);
+  if (stop_votes.defined()) result.stop = stop_votes.item<float>() > 0.0f;
   if (result.applied) {
     optimizer_.step();
     ema_.update();

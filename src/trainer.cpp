@@ -4,16 +4,20 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "ddpm/atomic_file.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/config_json.h"
+#include "ddpm/data_parallel.h"
 #include "ddpm/dataset.h"
 #include "ddpm/device.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
+#include "ddpm/process_group.h"
 #include "ddpm/sample_grid.h"
+#include "ddpm/seed_mix.h"
 #include "ddpm/train_step.h"
 #include "ddpm/training_state.h"
 #include "ddpm/unet.h"
@@ -23,19 +27,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The run directory: refuses to mix a new run into an old one, records config and command.
-void prepare_run_dir(const Config& config, const TrainRun& run) {
+// The run directory: refuses to mix a new run into an old one; the writer (rank 0) records
+// config and command.
+void prepare_run_dir(const Config& config, const TrainRun& run, bool writer) {
   const bool has_checkpoints = !list_checkpoints(run.run_dir).empty();
   if (run.resume && !has_checkpoints) {
-    throw Error(ErrorKind::usage, "--resume: run directory '" + run.run_dir.string() +
-                                      "' has no checkpoint to resume from; start without "
-                                      "--resume");
+    throw Error(ErrorKind::usage,
+                "--resume: run directory '" + run.run_dir.string() +
+                    "' has no checkpoint to resume from; start without --resume" +
+                    (writer ? "" : " (every rank must see the run directory: put it on a "
+                                   "shared filesystem)"));
   }
   if (!run.resume && has_checkpoints) {
     throw Error(ErrorKind::usage, "run directory '" + run.run_dir.string() +
                                       "' already holds checkpoints; pass --resume to continue "
                                       "that run, or choose another --out");
   }
+  if (!writer) return;
   std::error_code error;
   fs::create_directories(run.run_dir / "checkpoints", error);
   fs::create_directories(run.run_dir / "samples", error);
@@ -73,18 +81,39 @@ std::string format_number(double value) {
 
 TrainSummary train(const Config& config, const TrainRun& run) {
   const TrainConfig& options = config.train;
+  const DistributedEnv& env = run.distributed;
+  const bool writer = env.rank == 0;  // only rank 0 writes the run directory
   // Everything that can fail on bad input (device, data) fails before the run directory is made.
-  const torch::Device device = resolve_device(options.device);
+  const torch::Device device = rank_device(options.device, env);
   bool bf16 = options.precision == "bf16";
   if (bf16 && !device.is_cuda()) {
     log::warn("train.precision bf16 autocasts on CUDA only; training in fp32 on " + device.str());
     bf16 = false;
   }
+  check_batch_split(options.batch_size, env.world_size);
+  std::unique_ptr<ProcessGroup> group;
+  if (env.distributed()) {
+    group = std::make_unique<ProcessGroup>(env, device,
+                                           std::chrono::seconds(options.dist_timeout_s));
+    log::info(std::to_string(env.world_size) + " processes (" + group->backend_name() +
+              ", launched by " + env.launcher + "), global batch " +
+              std::to_string(options.batch_size) + " = " + std::to_string(env.world_size) +
+              " x " + std::to_string(options.batch_size / std::max(1, env.world_size)));
+    // Every rank must make the same collective calls: same config (only the data may sit at
+    // another path on each node).
+    nlohmann::json shared = config_to_json(config);
+    shared["data"].erase("path");
+    const uint64_t config_hash = std::hash<std::string>{}(shared.dump()) & ((1ull << 52) - 1);
+    check_same_value(*group, static_cast<int64_t>(config_hash),
+                     "the config (a hash of it, data.path aside)",
+                     "start every rank with the same --config and --set options");
+  }
   log::info("training on " + describe_device(device) + ", run directory " + run.run_dir.string());
 
   DataLoader loader(scan_image_folder(config.data.path), config.data, options.batch_size,
-                    options.seed);
-  prepare_run_dir(config, run);
+                    options.seed, env.rank, env.world_size);
+  const int64_t local_batch = options.batch_size / env.world_size;
+  prepare_run_dir(config, run, writer);
   torch::manual_seed(options.seed);  // initial weights and dropout
   UNet model(config.model, config.data);
   UNet ema_model(config.model, config.data);
@@ -93,9 +122,8 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   ema_model->to(device);
   ema_model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  TrainStep train_step(model, ema_model, schedule, options, bf16);
+  TrainStep train_step(model, ema_model, schedule, options, bf16, group.get());
   torch::optim::Adam& optimizer = train_step.optimizer();
-  at::Generator noise_generator = at::detail::createCPUGenerator(options.seed + 1);
 
   TrainSummary summary;
   int64_t step = 0;
@@ -103,26 +131,38 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     const fs::path file = resolve_checkpoint(run.run_dir);
     const TrainingState state = load_checkpoint(file);
     check_resumable(state, config, file);
-    restore_training_state(state, model, ema_model, optimizer, noise_generator, device);
+    restore_training_state(state, model, ema_model, optimizer, device);
     loader.restore({state.loader_epoch, state.loader_batch});
     step = state.step;
     summary.last_checkpoint = file;
-    truncate_metrics(run.run_dir / "metrics.jsonl", step);
+    if (writer) truncate_metrics(run.run_dir / "metrics.jsonl", step);
     log::info("resumed from " + file.string() + " at step " + std::to_string(step));
   }
+  if (group) {
+    check_same_value(*group, step, "the step to start from",
+                     "the ranks read different checkpoints; put the run directory on a "
+                     "filesystem every rank sees, and give every rank the same --out");
+    broadcast_module(*group, *model);
+    broadcast_module(*group, *ema_model);
+    // Each rank draws its own dropout masks (a single process draws one stream for the batch).
+    at::Generator dropout = at::globalContext().defaultGenerator(device);
+    dropout.set_current_seed(splitmix64(splitmix64(options.seed ^ static_cast<uint64_t>(step)) ^
+                                        static_cast<uint64_t>(env.rank)));
+  }
   summary.first_step = step;
-  std::ofstream metrics(run.run_dir / "metrics.jsonl", std::ios::app);
+  std::ofstream metrics;
+  if (writer) metrics.open(run.run_dir / "metrics.jsonl", std::ios::app);
 
   const auto save = [&] {
-    TrainingState state = capture_training_state(model, ema_model, optimizer, noise_generator,
-                                                 device);
+    summary.last_checkpoint = checkpoint_file(run.run_dir, step);
+    if (!writer) return;
+    TrainingState state = capture_training_state(model, ema_model, optimizer, device);
     state.step = step;
     state.config = config_to_json(config);
     const LoaderState position = loader.state();
     state.loader_epoch = position.epoch;
     state.loader_batch = position.batch;
     publish_checkpoint(run.run_dir, state, options.keep_checkpoints);
-    summary.last_checkpoint = checkpoint_file(run.run_dir, step);
   };
 
   const auto start = std::chrono::steady_clock::now();
@@ -135,12 +175,14 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   model->train();
 
   while (step < options.steps) {
-    if (run.stop_requested && run.stop_requested->load()) {
+    const bool stop_wanted = run.stop_requested && run.stop_requested->load();
+    if (stop_wanted && !group) {  // alone: stop at once; with other ranks: vote in the step
       summary.interrupted = true;
       break;
     }
     const auto x0 = loader.next().to(device, /*non_blocking=*/true);
-    const TrainStep::Result result = train_step.run(x0, noise_generator, step);
+    const NoiseKey noise{options.seed, step, int64_t{env.rank} * local_batch};
+    const TrainStep::Result result = train_step.run(x0, noise, step, stop_wanted);
     const double grad_norm = result.grad_norm;
     const double lr = learning_rate(options, step);
     if (!result.applied) {
@@ -163,24 +205,28 @@ TrainSummary train(const Config& config, const TrainRun& run) {
 
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                                          start).count();
-    if (step % options.log_every == 0 || step == options.steps) {
+    if (step % options.log_every == 0 || step == options.steps || result.stop) {
       const auto now = std::chrono::steady_clock::now();
       const double interval = std::chrono::duration<double>(now - interval_start).count();
       const int64_t interval_images =
           (step % options.log_every == 0 ? options.log_every : step % options.log_every) *
           int64_t(options.batch_size);
-      progress.loss = interval_steps ? interval_loss.item<double>() / double(interval_steps)
+      if (group) group->sum(interval_loss);  // the mean over every rank's part of the batch
+      progress.loss = interval_steps ? interval_loss.item<double>() /
+                                           double(interval_steps * env.world_size)
                                      : std::nan("");
       progress.images_per_second = interval > 0 ? double(interval_images) / interval : 0.0;
-      metrics << nlohmann::json{{"step", step},
-                                {"loss", progress.loss},
-                                {"lr", lr},
-                                {"grad_norm", grad_norm},
-                                {"images_per_s", progress.images_per_second},
-                                {"wall_time_s", elapsed}}
-                     .dump()
-              << "\n";
-      metrics.flush();
+      if (writer) {
+        metrics << nlohmann::json{{"step", step},
+                                  {"loss", progress.loss},
+                                  {"lr", lr},
+                                  {"grad_norm", grad_norm},
+                                  {"images_per_s", progress.images_per_second},
+                                  {"wall_time_s", elapsed}}
+                       .dump()
+                << "\n";
+        metrics.flush();
+      }
       summary.last_loss = progress.loss;
       interval_loss.zero_();
       interval_steps = 0;
@@ -190,17 +236,24 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     progress.lr = lr;
     progress.elapsed_seconds = elapsed;
     if (run.on_progress) run.on_progress(progress);
+    if (result.stop) {
+      summary.interrupted = true;
+      break;
+    }
     // Checkpoints and grids are not training: keep their time out of images/s.
     const auto pause_start = std::chrono::steady_clock::now();
     if (step % options.checkpoint_every == 0 || step == options.steps) save();
-    if (options.sample_every > 0 && step % options.sample_every == 0) {
+    if (writer && options.sample_every > 0 && step % options.sample_every == 0) {
       write_sample_grid(ema_model, schedule, config, sample_grid_file(run.run_dir, step), step);
     }
     interval_start += std::chrono::steady_clock::now() - pause_start;
   }
-  if (summary.interrupted && (summary.last_checkpoint.empty() ||
-                              summary.last_checkpoint != checkpoint_file(run.run_dir, step))) {
-    save();
+  if (summary.interrupted) save();
+  if (group) {
+    const std::string after = "after step " + std::to_string(step);
+    check_same_weights(*group, *model, "the model " + after);
+    check_same_weights(*group, *ema_model, "the EMA model " + after);
+    group->barrier();  // rank 0's last checkpoint is complete when any rank returns
   }
   summary.last_step = step;
   log::info("stopped at step " + std::to_string(step) + " (loss " +

@@ -14,8 +14,8 @@ TensorMap to_map(const c10::Dict<std::string, torch::Tensor>& dict) {
   return tensors;
 }
 
-// The generators a run draws from: the noise/timestep stream, and the device's default
-// generator (dropout); plus the CPU default when training elsewhere.
+// The generators a run draws from: the device's default generator (dropout), plus the CPU
+// default when training elsewhere. The noise and timesteps need none: see draw_noise().
 std::vector<std::pair<std::string, at::Generator>> default_generators(torch::Device device) {
   std::vector<std::pair<std::string, at::Generator>> generators = {
       {"cpu_default", at::detail::getDefaultCPUGenerator()}};
@@ -29,7 +29,7 @@ std::vector<std::pair<std::string, at::Generator>> default_generators(torch::Dev
 
 TrainingState capture_training_state(const UNet& model, const UNet& ema,
                                      torch::optim::Adam& optimizer,
-                                     const at::Generator& noise_generator, torch::Device device) {
+                                     torch::Device device) {
   TrainingState state;
   state.model = to_map(state_dict(*model));
   state.ema = to_map(state_dict(*ema));
@@ -41,7 +41,6 @@ TrainingState capture_training_state(const UNet& model, const UNet& ema,
     state.optimizer[item.key() + ".exp_avg_sq"] = adam.exp_avg_sq().cpu();
     state.optimizer[item.key() + ".step"] = torch::tensor(adam.step(), torch::kLong);
   }
-  state.rng["noise"] = noise_generator.get_state();
   for (const auto& [name, generator] : default_generators(device)) {
     state.rng[name] = generator.get_state();
   }
@@ -49,8 +48,7 @@ TrainingState capture_training_state(const UNet& model, const UNet& ema,
 }
 
 void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
-                            torch::optim::Adam& optimizer, at::Generator& noise_generator,
-                            torch::Device device) {
+                            torch::optim::Adam& optimizer, torch::Device device) {
   load_state_dict(*model, state.model, "checkpoint model weights");
   load_state_dict(*ema, state.ema, "checkpoint EMA weights");
   optimizer.state().clear();
@@ -76,7 +74,6 @@ void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
     }
     generator.set_state(found->second);
   };
-  restore("noise", noise_generator);
   for (const auto& [name, generator] : default_generators(device)) restore(name, generator);
 }
 

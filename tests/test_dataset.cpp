@@ -178,22 +178,33 @@ TEST_F(DataLoaderTest, RestoreContinuesWithExactlyTheSameBatches) {
   EXPECT_THROW(resumed.restore({0, 5}), Error);
 }
 
-TEST_F(DataLoaderTest, RanksGetDisjointShardsCoveringTheEpoch) {
+TEST_F(DataLoaderTest, RanksSplitEachGlobalBatchIntoDisjointParts) {
   write_images(40);
+  data_.random_flip = true;
   const auto files = scan_image_folder(folder_);
-  DataLoader rank0(files, data_, 4, 11, 0, 2);
-  DataLoader rank1(files, data_, 4, 11, 1, 2);
+  DataLoader alone(files, data_, 8, 11);
+  DataLoader rank0(files, data_, 8, 11, 0, 2);
+  DataLoader rank1(files, data_, 8, 11, 1, 2);
   ASSERT_EQ(rank0.batches_per_epoch(), 5);
   std::set<int> seen0, seen1;
-  for (int b = 0; b < 5; ++b) {
-    for (int id : ids(decode(rank0.next()))) seen0.insert(id);
-    for (int id : ids(decode(rank1.next()))) seen1.insert(id);
+  for (int b = 0; b < 7; ++b) {  // into the second epoch
+    const torch::Tensor part0 = rank0.next(), part1 = rank1.next();
+    ASSERT_EQ(part0.size(0), 4);
+    // Together the ranks see exactly what one process sees, flips included.
+    EXPECT_TRUE(torch::equal(torch::cat({part0, part1}), alone.next())) << "batch " << b;
+    if (b < 5) {
+      for (int id : ids(decode(part0))) seen0.insert(id);
+      for (int id : ids(decode(part1))) seen1.insert(id);
+    }
   }
   EXPECT_EQ(seen0.size(), 20u);
   EXPECT_EQ(seen1.size(), 20u);
   std::set<int> all = seen0;
   all.insert(seen1.begin(), seen1.end());
   EXPECT_EQ(all.size(), 40u);
+  EXPECT_EQ(rank1.state(), alone.state());
+  // The global batch must split evenly.
+  EXPECT_THROW(DataLoader(files, data_, 9, 11, 0, 2), Error);
 }
 
 TEST_F(DataLoaderTest, BatchesAreFloatInRangeAndResizedToTheConfig) {

@@ -10,9 +10,8 @@ namespace {
 
 TEST(SimpleLoss, ClosedFormValuesForKnownPredictors) {
   const NoiseSchedule schedule{DiffusionConfig{}};
-  auto generator = at::detail::createCPUGenerator(7);
   const auto x0 = torch::rand({64, 1, 8, 8}) * 2 - 1;
-  const NoiseDraw draw = draw_noise(x0, schedule.timesteps(), generator);
+  const NoiseDraw draw = draw_noise(x0, schedule.timesteps(), NoiseKey{7, 0, 0});
   ASSERT_EQ(draw.t.sizes(), (std::vector<int64_t>{64}));
   EXPECT_GE(draw.t.min().item<int64_t>(), 0);
   EXPECT_LT(draw.t.max().item<int64_t>(), 1000);
@@ -39,12 +38,37 @@ TEST(SimpleLoss, ClosedFormValuesForKnownPredictors) {
 
 TEST(SimpleLoss, DrawsAreReproducibleFromTheSeed) {
   const auto x0 = torch::zeros({8, 1, 4, 4});
-  auto first = at::detail::createCPUGenerator(42);
-  auto second = at::detail::createCPUGenerator(42);
-  const auto a = draw_noise(x0, 1000, first);
-  const auto b = draw_noise(x0, 1000, second);
+  const auto a = draw_noise(x0, 1000, NoiseKey{42, 3, 0});
+  const auto b = draw_noise(x0, 1000, NoiseKey{42, 3, 0});
   EXPECT_TRUE(torch::equal(a.t, b.t));
   EXPECT_TRUE(torch::equal(a.eps, b.eps));
+  // Another seed or step draws otherwise.
+  EXPECT_FALSE(torch::equal(a.eps, draw_noise(x0, 1000, NoiseKey{43, 3, 0}).eps));
+  EXPECT_FALSE(torch::equal(a.eps, draw_noise(x0, 1000, NoiseKey{42, 4, 0}).eps));
+}
+
+TEST(SimpleLoss, ABatchSplitInPartsDrawsWhatTheWholeBatchDraws) {
+  // Ranks of a data-parallel run each draw their part of the global batch: the parts,
+  // concatenated, must be the whole batch's draw, whatever the split.
+  const auto whole = draw_noise(torch::zeros({12, 2, 3, 3}), 1000, NoiseKey{5, 17, 0});
+  for (const int parts : {2, 3, 4}) {
+    std::vector<torch::Tensor> t, eps;
+    const int64_t size = 12 / parts;
+    for (int p = 0; p < parts; ++p) {
+      const auto draw = draw_noise(torch::zeros({size, 2, 3, 3}), 1000, NoiseKey{5, 17, p * size});
+      t.push_back(draw.t);
+      eps.push_back(draw.eps);
+    }
+    EXPECT_TRUE(torch::equal(torch::cat(t), whole.t)) << parts << " parts";
+    EXPECT_TRUE(torch::equal(torch::cat(eps), whole.eps)) << parts << " parts";
+  }
+  // 2,000 draws look like uniform t and standard normal eps (tolerances: 5 standard errors).
+  const auto many = draw_noise(torch::zeros({2000, 1, 4, 4}), 1000, NoiseKey{1, 0, 0});
+  EXPECT_NEAR(many.eps.mean().item<double>(), 0.0, 0.03);  // 5 / sqrt(32000)
+  EXPECT_NEAR(many.eps.std().item<double>(), 1.0, 0.02);  // 5 / sqrt(2 * 32000)
+  EXPECT_NEAR(many.t.to(torch::kDouble).mean().item<double>(), 499.5, 33.0);  // 5 * 289 / sqrt(2000)
+  EXPECT_GE(many.t.min().item<int64_t>(), 0);
+  EXPECT_LT(many.t.max().item<int64_t>(), 1000);
 }
 
 TEST(SimpleLoss, TrainingOnAFixedBatchDrivesTheLossDown) {
@@ -65,9 +89,8 @@ TEST(SimpleLoss, TrainingOnAFixedBatchDrivesTheLossDown) {
   const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
     return model->forward(x_t, t);
   };
-  auto evaluation_generator = at::detail::createCPUGenerator(99);
   std::vector<NoiseDraw> evaluation;
-  for (int i = 0; i < 4; ++i) evaluation.push_back(draw_noise(x0, 1000, evaluation_generator));
+  for (int i = 0; i < 4; ++i) evaluation.push_back(draw_noise(x0, 1000, NoiseKey{99, i, 0}));
   const auto evaluate = [&] {
     torch::NoGradGuard no_grad;
     double total = 0.0;
@@ -79,10 +102,9 @@ TEST(SimpleLoss, TrainingOnAFixedBatchDrivesTheLossDown) {
 
   const double before = evaluate();
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(2e-3));
-  auto generator = at::detail::createCPUGenerator(5);
   for (int step = 0; step < 300; ++step) {
     optimizer.zero_grad();
-    auto loss = simple_loss(predictor, schedule, x0, draw_noise(x0, 1000, generator));
+    auto loss = simple_loss(predictor, schedule, x0, draw_noise(x0, 1000, NoiseKey{5, step, 0}));
     loss.backward();
     optimizer.step();
   }

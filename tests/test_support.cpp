@@ -1,6 +1,9 @@
 // Test helpers; see test_support.h.
 #include "test_support.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +11,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <stdexcept>
 
 #include "ddpm/image_io.h"
 
@@ -44,6 +49,11 @@ void write_image_folder(const std::filesystem::path& folder, int count, int heig
   }
 }
 
+std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 CommandResult run_ddpm(const std::string& arguments) {
   const std::string command = std::string(DDPM_BINARY) + " " + arguments + " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
@@ -56,6 +66,23 @@ CommandResult run_ddpm(const std::string& arguments) {
   const int status = ::pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+int free_port() {
+  const int socket = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t size = sizeof address;
+  int port = 0;
+  if (socket >= 0 && ::bind(socket, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      ::getsockname(socket, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  if (socket >= 0) ::close(socket);
+  if (port == 0) throw std::runtime_error("free_port: cannot bind a socket on 127.0.0.1");
+  return port;
 }
 
 ModelConfig small_model_config() {

@@ -25,6 +25,9 @@ class TempDir {
 // Writes `count` grayscale PNGs of height x width with smooth, varied patterns.
 void write_image_folder(const std::filesystem::path& folder, int count, int height, int width);
 
+// The whole content of a file ("" when it cannot be read).
+std::string read_text(const std::filesystem::path& file);
+
 struct CommandResult {
   int exit_code = -1;   // -1 when killed by a signal
   std::string output;   // standard output and standard error together
@@ -32,6 +35,9 @@ struct CommandResult {
 
 // Runs `ddpm ARGUMENTS` through the shell and waits for it.
 CommandResult run_ddpm(const std::string& arguments);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (the system picks it).
+int free_port();
 
 // A small UNet (16 channels, 2 levels, attention at 8) for `channels` x size x size images.
 ModelConfig small_model_config();

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <iterator>
 
 #include "ddpm/checkpoint.h"
 #include "ddpm/image_io.h"
@@ -13,13 +12,9 @@
 namespace ddpm {
 namespace {
 
+using testing::read_text;
 using testing::run_ddpm;
 using testing::TempDir;
-
-std::string read_bytes(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 class TrainAndSample : public ::testing::Test {
  protected:
@@ -41,7 +36,7 @@ TEST_F(TrainAndSample, TrainThenSampleWritesPngsWithMetadata) {
                                 " --set train.sample_every=2");
   ASSERT_EQ(trained.exit_code, 0) << trained.output;
   EXPECT_TRUE(std::filesystem::exists(path("run") / "samples" / "step_000000004.png"));
-  EXPECT_CONTAINS(read_bytes(path("run") / "command.txt"), "train --config");
+  EXPECT_CONTAINS(read_text(path("run") / "command.txt"), "train --config");
 
   const std::string sample = "sample --checkpoint " + path("run").string() +
                              " --sampler ddim --steps 5 --num 3 --seed 11 ";
@@ -113,8 +108,8 @@ TEST_F(TrainAndSample, SigtermFinishesTheStepWritesACheckpointAndExits130) {
       metrics.string() + " ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo $? > " +
       path("exit.txt").string();
   ASSERT_EQ(std::system(command.c_str()), 0);
-  EXPECT_EQ(read_bytes(path("exit.txt")), "130\n") << read_bytes(path("log.txt"));
-  EXPECT_CONTAINS(read_bytes(path("log.txt")), "--resume");
+  EXPECT_EQ(read_text(path("exit.txt")), "130\n") << read_text(path("log.txt"));
+  EXPECT_CONTAINS(read_text(path("log.txt")), "--resume");
   const TrainingState state = load_checkpoint(resolve_checkpoint(run_dir));
   EXPECT_GE(state.step, 1);
 

@@ -42,7 +42,7 @@ struct DiffusionConfig {
 };
 
 struct TrainConfig {
-  int batch_size = 128;            // per process
+  int batch_size = 128;            // global: split evenly over the processes of a run
   int64_t steps = 800000;
   double lr = 2e-4;
   double adam_beta1 = 0.9;
@@ -60,6 +60,7 @@ struct TrainConfig {
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   std::string precision = "fp32";  // fp32 | bf16 (autocast, CUDA only)
   std::string on_nonfinite = "stop";  // stop | skip: what a NaN/Inf loss or gradient does
+  int64_t dist_timeout_s = 600;    // multi-process runs: longest wait for another rank
   bool operator==(const TrainConfig&) const = default;
 };
 

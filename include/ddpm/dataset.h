@@ -21,6 +21,10 @@ namespace ddpm {
 // path when it is missing, not a folder, unreadable, or holds no image files.
 std::vector<std::filesystem::path> scan_image_folder(const std::filesystem::path& folder);
 
+// Throws ddpm::Error (config, naming train.batch_size) unless world_size processes can share a
+// global batch of batch_size evenly.
+void check_batch_split(int batch_size, int world_size);
+
 // Where a loader stands: the epoch, and the number of batches of it already returned.
 struct LoaderState {
   int64_t epoch = 0;
@@ -29,26 +33,28 @@ struct LoaderState {
 };
 
 // Epoch e visits the files in a permutation drawn from a generator seeded with
-// seed * 1000003 + e. Rank r of world_size takes positions r, r + world_size, ... of it (each
-// rank the same number, floor(N / world_size), so shards are disjoint and ranks stay in step);
-// batches are consecutive runs of batch_size of the shard, the incomplete last one dropped.
-// With data.random_flip, the horizontal flip of each image is a hash of (seed, e, position).
+// seed * 1000003 + e, in global batches of batch_size consecutive files (the incomplete last
+// one dropped). In a run of world_size processes, rank r takes the r-th of the world_size equal
+// parts of every global batch, so the ranks' shards are disjoint, they stay in step, and
+// together they see exactly the batches one process would. With data.random_flip, the
+// horizontal flip of each image is a hash of (seed, e, position in the permutation).
 //
 // A file that cannot be decoded (corrupt, truncated, empty, oversized) is skipped: its place
-// is taken by the next readable file of the shard, in the same order, and it is counted and
-// never tried again. The first few are named in one warning. When the decoded data set
+// is taken by the next readable file of the permutation (wrapping around), and it is counted
+// and never tried again. The first few are named in one warning. When the decoded data set
 // (N × C × H × W bytes) fits in data.cache_mb, decoded images are kept in memory.
 class DataLoader {
  public:
-  // Throws ddpm::Error when there are no files, when a shard holds fewer files than one batch,
-  // or when rank / world_size / batch_size are impossible.
+  // batch_size is the global batch; world_size must divide it. Throws ddpm::Error when there
+  // are no files or fewer than one batch, or when rank / world_size / batch_size are impossible.
   DataLoader(std::vector<std::filesystem::path> files, const DataConfig& data, int batch_size,
              uint64_t seed, int rank = 0, int world_size = 1);
   ~DataLoader();  // stops and joins the worker threads
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  // The next batch: CPU float32 [batch_size, C, H, W] in [-1, 1]. Throws ddpm::Error when too
+  // This rank's part of the next batch: CPU float32 [batch_size / world_size, C, H, W] in
+  // [-1, 1]. Throws ddpm::Error when too
   // few files are readable to fill a batch (then every later call throws it again).
   torch::Tensor next();
 

@@ -8,6 +8,9 @@
 namespace ddpm::log {
 
 void setup();  // "level: message" lines on standard error, coloured on a terminal
+// In a multi-process run: rank 0 logs as before; other ranks prefix "[rank R] " and log only
+// warnings and errors, so one run prints its progress once.
+void set_rank(int rank);
 void info(const std::string& message);
 void warn(const std::string& message);
 void error(const std::string& message);

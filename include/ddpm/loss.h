@@ -21,7 +21,17 @@ struct NoiseDraw {
   torch::Tensor eps;  // shaped like x0, standard normal
 };
 
-NoiseDraw draw_noise(const torch::Tensor& x0, int64_t timesteps, at::Generator& generator);
+// Which draws: example i of the batch is example first_example + i of training step `step`.
+struct NoiseKey {
+  uint64_t seed = 0;
+  int64_t step = 0;
+  int64_t first_example = 0;
+};
+
+// Each example draws its t and eps on the CPU from a generator of its own, seeded from
+// (seed, step, example index): the draws do not depend on how a batch is split over processes,
+// on the device, or on anything drawn before, so a resumed or re-sharded run draws the same.
+NoiseDraw draw_noise(const torch::Tensor& x0, int64_t timesteps, const NoiseKey& key);
 
 // Mean squared error between eps and eps_theta(x_t, t), averaged over every element.
 torch::Tensor simple_loss(const EpsilonPredictor& model, const NoiseSchedule& schedule,

@@ -1,12 +1,15 @@
 // One optimisation step of L_simple: draw t and eps, forward (bf16 autocast on CUDA when asked),
-// backward, clip the global gradient norm, and, when that norm is finite, Adam with the
-// step's warm-up learning rate and the EMA update. Shared by train() and `ddpm bench`.
+// backward, average the gradients over the ranks of a data-parallel run, clip the global
+// gradient norm, and, when that norm is finite, Adam with the step's warm-up learning rate and
+// the EMA update. Shared by train() and `ddpm bench`.
 #pragma once
 
 #include <torch/torch.h>
 
 #include "ddpm/config.h"
 #include "ddpm/ema.h"
+#include "ddpm/loss.h"
+#include "ddpm/process_group.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
 
@@ -18,13 +21,18 @@ class TrainStep {
     torch::Tensor loss;   // on the device; reading it synchronises
     double grad_norm;     // before clipping; read on the host (the step's one synchronisation)
     bool applied;         // false when the norm was not finite: no update was made
+    bool stop;            // some rank asked to stop after this step (every rank gets the same)
   };
 
+  // With a process group, every rank's model must start equal (see ProcessGroup); the
+  // gradients are then averaged, so the models stay equal step after step.
   TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
-            const TrainConfig& options, bool bf16);
+            const TrainConfig& options, bool bf16, ProcessGroup* group = nullptr);
 
-  // `step` is 0-based and sets the warm-up learning rate; noise comes from `noise_generator`.
-  Result run(const torch::Tensor& x0, at::Generator& noise_generator, int64_t step);
+  // x0 is this rank's part of the batch; `step` is 0-based and sets the warm-up learning rate.
+  // `stop_requested` is this rank's wish to stop after the step; the ranks agree in Result::stop.
+  Result run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
+             bool stop_requested = false);
 
   torch::optim::Adam& optimizer() { return optimizer_; }
 
@@ -33,6 +41,7 @@ class TrainStep {
   const NoiseSchedule& schedule_;
   TrainConfig options_;
   bool bf16_;
+  ProcessGroup* group_;
   std::vector<torch::Tensor> parameters_;
   torch::optim::Adam optimizer_;
   ExponentialMovingAverage ema_;

@@ -2,6 +2,14 @@
 // an EMA of the weights; a run directory with the resolved config, metrics, checkpoints and
 // sample grids; resumable exactly (same seed, same device: the same losses and weights as an
 // uninterrupted run), and stoppable between steps.
+//
+// Data-parallel over several processes (TrainRun::distributed): every rank builds the same
+// model, rank 0's weights are broadcast, each rank trains on its part of the global batch
+// (train.batch_size) and the gradients are averaged, so every rank holds the same weights.
+// Only rank 0 writes the run directory; resuming needs it on a filesystem every rank sees.
+// Noise and data depend on the global example index, not on the number of ranks, so a run
+// gives the same result, up to float rounding and dropout masks, at any number of ranks, and
+// resumes at any number of ranks.
 #pragma once
 
 #include <atomic>
@@ -10,6 +18,7 @@
 #include <string>
 
 #include "ddpm/config.h"
+#include "ddpm/distributed_env.h"
 
 namespace ddpm {
 
@@ -28,8 +37,10 @@ struct TrainRun {
   std::filesystem::path run_dir;
   bool resume = false;          // continue from run_dir's latest checkpoint
   std::string command_line;     // recorded in run_dir/command.txt
-  // Checked after every step; when true the run writes a checkpoint and returns.
+  // Checked before every step; when true the run writes a checkpoint and returns. With several
+  // ranks, a rank that sees it votes to stop within the next step, and all stop after it.
   const std::atomic<bool>* stop_requested = nullptr;
+  DistributedEnv distributed;  // this process's place in a multi-process run (default: alone)
   std::function<void(const TrainProgress&)> on_progress;
 };
 

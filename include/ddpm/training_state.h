@@ -12,11 +12,10 @@ namespace ddpm {
 
 // Everything but step, config and the loader position, which the trainer fills in.
 TrainingState capture_training_state(const UNet& model, const UNet& ema, torch::optim::Adam& optimizer,
-                                     const at::Generator& noise_generator, torch::Device device);
+                                     torch::Device device);
 
 void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
-                            torch::optim::Adam& optimizer, at::Generator& noise_generator,
-                            torch::Device device);
+                            torch::optim::Adam& optimizer, torch::Device device);
 
 // Throws ddpm::Error (config) when the checkpoint's model or image shape differs from
 // `config`'s, naming the first differing key and both values. Other sections may differ

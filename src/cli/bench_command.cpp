@@ -35,16 +35,16 @@ double time_training(const Config& config, torch::Device device, bool bf16, int 
   model->train();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
   TrainStep train_step(model, ema_model, schedule, config.train, bf16);
-  at::Generator generator = at::detail::createCPUGenerator(config.train.seed);
   const auto x0 = torch::rand({batch, config.data.channels, config.data.height, config.data.width},
                               torch::TensorOptions().device(device)) * 2 - 1;
   // Past the warm-up, so the learning rate is constant like in most of a real run.
   const int64_t first_step = config.train.warmup_steps;
-  for (int i = 0; i < warmup; ++i) train_step.run(x0, generator, first_step + i);
+  const auto run_step = [&](int64_t step) { train_step.run(x0, {config.train.seed, step}, step); };
+  for (int i = 0; i < warmup; ++i) run_step(first_step + i);
   synchronize(device);
   reset_peak_memory(device);
   const auto start = Clock::now();
-  for (int i = 0; i < steps; ++i) train_step.run(x0, generator, first_step + warmup + i);
+  for (int i = 0; i < steps; ++i) run_step(first_step + warmup + i);
   synchronize(device);
   return double(steps) * batch / seconds_since(start);
 }

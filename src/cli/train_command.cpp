@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "common.h"
 #include "ddpm/config_json.h"
+#include "ddpm/distributed_env.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
 #include "ddpm/trainer.h"
@@ -41,7 +42,10 @@ int run_train(int argc, char** argv) {
       "ddpm train",
       "Trains the UNet epsilon-predictor with L_simple on an image folder. The run directory "
       "gets config.json, command.txt, metrics.jsonl, checkpoints/ (with `latest`) and "
-      "samples/. train.batch_size is per process.");
+      "samples/. Several processes train one model together when started by torchrun "
+      "(`torchrun --no-python --nproc-per-node=N ddpm train ...`) or by Slurm's srun: "
+      "train.batch_size is the global batch, split evenly over them, and only rank 0 writes "
+      "the run directory (which must be on a filesystem every rank sees to --resume).");
   add_config_options(options);
   options.add_options()("data", "image folder (overrides data.path)", cxxopts::value<std::string>())(
       "o,out", "run directory (default: runs/<config name>)", cxxopts::value<std::string>())(
@@ -94,15 +98,21 @@ int run_train(int argc, char** argv) {
   run.resume = resume;
   run.command_line = command_line(argc, argv);
   run.stop_requested = &stop_requested;
-  run.on_progress = [&](const TrainProgress& progress) {
-    char detail[96];
-    std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.1f img/s", progress.loss,
-                  progress.lr, progress.images_per_second);
-    display.update(progress.step, progress.total, progress.elapsed_seconds, detail,
-                   progress.first_step);
-  };
+  run.distributed = read_distributed_env();
+  log::set_rank(run.distributed.rank);
+  const bool main_rank = run.distributed.rank == 0;
+  if (main_rank) {
+    run.on_progress = [&](const TrainProgress& progress) {
+      char detail[96];
+      std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.1f img/s", progress.loss,
+                    progress.lr, progress.images_per_second);
+      display.update(progress.step, progress.total, progress.elapsed_seconds, detail,
+                     progress.first_step);
+    };
+  }
   const TrainSummary summary = train(config, run);
   display.finish();
+  if (summary.interrupted && !main_rank) return 130;
   if (summary.interrupted) {
     log::warn("interrupted at step " + std::to_string(summary.last_step) + "; checkpoint " +
               summary.last_checkpoint.string() + ". Continue with: ddpm train --out " +
