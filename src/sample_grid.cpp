@@ -35,7 +35,7 @@ void write_sample_grid(UNet& model, const NoiseSchedule& schedule, const Config&
   };
   torch::Tensor images;
   {
-    torch::NoGradGuard no_grad;
+    torch::InferenceMode inference;
     images = sample_images(predictor, schedule, options, 0, count,
                            {config.data.channels, config.data.height, config.data.width},
                            config.sample.seed, schedule.device());

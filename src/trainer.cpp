@@ -77,6 +77,27 @@ std::string format_number(double value) {
   return out.str();
 }
 
+// In a multi-process run: the process group, after checking that every rank runs the same
+// config, since every rank must make the same collective calls (only the data may sit at
+// another path on each node). Alone: none.
+std::unique_ptr<ProcessGroup> join_ranks(const Config& config, const DistributedEnv& env,
+                                         torch::Device device) {
+  if (!env.distributed()) return nullptr;
+  auto group = std::make_unique<ProcessGroup>(env, device,
+                                              std::chrono::seconds(config.train.dist_timeout_s));
+  const int batch = config.train.batch_size;
+  log::info(std::to_string(env.world_size) + " processes (" + group->backend_name() +
+            ", launched by " + env.launcher + "), global batch " + std::to_string(batch) +
+            " = " + std::to_string(env.world_size) + " x " + std::to_string(batch / env.world_size));
+  nlohmann::json shared = config_to_json(config);
+  shared["data"].erase("path");
+  const uint64_t config_hash = std::hash<std::string>{}(shared.dump()) & ((1ull << 52) - 1);
+  check_same_value(*group, static_cast<int64_t>(config_hash),
+                   "the config (a hash of it, data.path aside)",
+                   "start every rank with the same --config and --set options");
+  return group;
+}
+
 }  // namespace
 
 TrainSummary train(const Config& config, const TrainRun& run) {
@@ -91,23 +112,7 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     bf16 = false;
   }
   check_batch_split(options.batch_size, env.world_size);
-  std::unique_ptr<ProcessGroup> group;
-  if (env.distributed()) {
-    group = std::make_unique<ProcessGroup>(env, device,
-                                           std::chrono::seconds(options.dist_timeout_s));
-    log::info(std::to_string(env.world_size) + " processes (" + group->backend_name() +
-              ", launched by " + env.launcher + "), global batch " +
-              std::to_string(options.batch_size) + " = " + std::to_string(env.world_size) +
-              " x " + std::to_string(options.batch_size / std::max(1, env.world_size)));
-    // Every rank must make the same collective calls: same config (only the data may sit at
-    // another path on each node).
-    nlohmann::json shared = config_to_json(config);
-    shared["data"].erase("path");
-    const uint64_t config_hash = std::hash<std::string>{}(shared.dump()) & ((1ull << 52) - 1);
-    check_same_value(*group, static_cast<int64_t>(config_hash),
-                     "the config (a hash of it, data.path aside)",
-                     "start every rank with the same --config and --set options");
-  }
+  const std::unique_ptr<ProcessGroup> group = join_ranks(config, env, device);
   log::info("training on " + describe_device(device) + ", run directory " + run.run_dir.string());
 
   DataLoader loader(scan_image_folder(config.data.path), config.data, options.batch_size,

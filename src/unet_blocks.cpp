@@ -83,7 +83,8 @@ torch::Tensor run_linear(torch::nn::Linear& linear, const torch::Tensor& x) {
 torch::Tensor run_norm_swish(torch::nn::GroupNorm& norm, const torch::Tensor& x) {
   auto normalized = norm->forward(x);
   count_op(0.0, normalized);
-  auto y = torch::silu(normalized);
+  // Without autograd (sampling), swish overwrites the normalised tensor: one buffer less.
+  auto y = normalized.requires_grad() ? torch::silu(normalized) : torch::silu_(normalized);
   count_op(0.0, y);
   return y;
 }
@@ -114,13 +115,14 @@ ResnetBlockImpl::ResnetBlockImpl(int64_t in_channels, int64_t out_channels,
 }
 
 torch::Tensor ResnetBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
+  // The adds write into the convolutions' outputs, which no backward pass reads.
   auto h = run_conv(conv1, run_norm_swish(norm1, x));
   const auto time = run_linear(time_emb_proj, torch::silu(temb));
-  h = h + time.view({time.size(0), time.size(1), 1, 1});
+  h.add_(time.view({time.size(0), time.size(1), 1, 1}));
   h = run_conv(conv2, dropout->forward(run_norm_swish(norm2, h)));
-  auto y = (conv_shortcut ? run_conv(conv_shortcut, x) : x) + h;
-  count_op(0.0, y);
-  return y;
+  h.add_(conv_shortcut ? run_conv(conv_shortcut, x) : x);
+  count_op(0.0, h);
+  return h;
 }
 
 AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t heads_, int64_t groups,
@@ -152,7 +154,7 @@ torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
   count_op(4.0 * double(batch * positions * positions * channels), attended);
   attended = attended.transpose(1, 2).reshape({batch, positions, channels});
   const auto out = run_linear(out_proj, attended);
-  auto y = out.transpose(1, 2).reshape({batch, channels, height, width}) + x;
+  auto y = out.transpose(1, 2).reshape({batch, channels, height, width}).add_(x);
   count_op(0.0, y);
   return y;
 }

@@ -64,7 +64,7 @@ double time_sampling(const Config& config, torch::Device device, SamplerKind kin
   SamplerOptions options = sampler_options(config.sample);
   options.kind = kind;
   const std::vector<int64_t> shape = {config.data.channels, config.data.height, config.data.width};
-  torch::NoGradGuard no_grad;
+  torch::InferenceMode inference;
   options.steps = std::max(1, warmup);
   sample_images(predictor, schedule, options, 0, batch, shape, 0, device);
   synchronize(device);

@@ -157,7 +157,7 @@ int run_sample(int argc, char** argv) {
     };
     torch::Tensor images;
     {
-      torch::NoGradGuard no_grad;
+      torch::InferenceMode inference;  // no autograd bookkeeping at all
       images = sample_images(predictor, schedule, sampler, first, count,
                              {config.data.channels, config.data.height, config.data.width},
                              sample.seed, device, progress)
