@@ -44,6 +44,18 @@ void write_image_folder(const std::filesystem::path& folder, int count, int heig
   }
 }
 
+void write_feature_net(const std::filesystem::path& path, const std::string& forward_source,
+                       FeatureNetInput input, bool declare_input) {
+  torch::jit::Module module("FeatureNetFixture");
+  if (declare_input) {
+    module.register_attribute("input_channels", c10::IntType::get(), input.channels);
+    module.register_attribute("input_height", c10::IntType::get(), input.height);
+    module.register_attribute("input_width", c10::IntType::get(), input.width);
+  }
+  module.define(forward_source);
+  module.save(path.string());
+}
+
 CommandResult run_ddpm(const std::string& arguments) {
   const std::string command = std::string(DDPM_BINARY) + " " + arguments + " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
