@@ -45,11 +45,14 @@ int int_attribute(const torch::jit::Module& module, const fs::path& path, const 
   const std::string how =
       "; a feature network declares its input with the int attributes input_channels, "
       "input_height and input_width (see scripts/train_feature_net.py)";
-  if (!module.hasattr(name)) throw net_error(path, std::string("has no attribute '") + name + "'" + how);
+  if (!module.hasattr(name)) {
+    throw net_error(path, std::string("has no attribute '") + name + "'" + how);
+  }
   const c10::IValue value = module.attr(name);
   if (!value.isInt() || value.toInt() < low || value.toInt() > high) {
-    throw net_error(path, std::string("has attribute ") + name + " = " + value.tagKind() +
-                              " " + (value.isInt() ? std::to_string(value.toInt()) : "") +
+    const std::string found =
+        value.isInt() ? std::to_string(value.toInt()) : "a value of type " + value.tagKind();
+    throw net_error(path, std::string("has attribute ") + name + " = " + found +
                               ", expected an int in [" + std::to_string(low) + ", " +
                               std::to_string(high) + "]" + how);
   }
@@ -111,11 +114,13 @@ torch::Tensor FeatureNet::features(const torch::Tensor& batch) {
                                std::to_string(count) + " images" + rule);
   }
   if (!features.is_floating_point()) {
-    throw net_error(path_, "returns a tensor of " + std::string(c10::toString(features.scalar_type())) + rule);
+    throw net_error(path_, "returns a tensor of " +
+                               std::string(c10::toString(features.scalar_type())) + rule);
   }
   if (feature_dim_ != 0 && features.size(1) != feature_dim_) {
-    throw net_error(path_, "returned " + std::to_string(feature_dim_) + " features per image, then " +
-                               std::to_string(features.size(1)) + rule);
+    throw net_error(path_, "returned " + std::to_string(feature_dim_) +
+                               " features per image, then " + std::to_string(features.size(1)) +
+                               rule);
   }
   feature_dim_ = features.size(1);
   if (!torch::isfinite(features).all().item<bool>()) {

@@ -44,7 +44,7 @@ torch::Tensor polynomial_kernel(const torch::Tensor& x, const torch::Tensor& y) 
   return (x.mm(y.t()) / double(x.size(1)) + 1).pow(3);
 }
 
-// ||a_i - b_j||² for rows a_i of `a` [m, D], b_j of `b` [n, D], through ||a||² + ||b||² - 2 a·b.
+// ||a_i - b_j||² for rows a_i of `a` [m, D] and b_j of `b` [n, D], as ||a||² + ||b||² - 2 a·b.
 torch::Tensor squared_distances(const torch::Tensor& a, const torch::Tensor& b) {
   const torch::Tensor a2 = a.pow(2).sum(1, true);
   const torch::Tensor b2 = b.pow(2).sum(1).unsqueeze(0);
@@ -84,7 +84,8 @@ double frechet_distance(const torch::Tensor& mean1, const torch::Tensor& covaria
   }
   const torch::Tensor s1 = covariance1.to(torch::kFloat64);
   const torch::Tensor s2 = covariance2.to(covariance1.device(), torch::kFloat64);
-  const torch::Tensor difference = mean1.to(torch::kFloat64) - mean2.to(mean1.device(), torch::kFloat64);
+  const torch::Tensor difference =
+      mean1.to(torch::kFloat64) - mean2.to(mean1.device(), torch::kFloat64);
   const torch::Tensor root1 = symmetric_sqrt(s1);
   const torch::Tensor middle = root1.mm(s2).mm(root1);
   const torch::Tensor eigenvalues = torch::linalg_eigvalsh((middle + middle.t()) / 2);

@@ -44,8 +44,8 @@ TEST_F(EvalCli, IdenticalFoldersAndReusedStats) {
   const fs::path images = dir_.path() / "images";
   testing::write_image_folder(images, 24, 8, 8);
   const fs::path stats = dir_.path() / "real_stats.pt", json = dir_.path() / "result.json";
-  const auto first = run_ddpm(eval(images.string(), images.string(),
-                                   "--save-real-stats " + stats.string() + " --json " + json.string()));
+  const std::string outputs = "--save-real-stats " + stats.string() + " --json " + json.string();
+  const auto first = run_ddpm(eval(images.string(), images.string(), outputs));
   ASSERT_EQ(first.exit_code, 0) << first.output;
   const nlohmann::json result = read_json(json);
   EXPECT_NEAR(result["fid"].get<double>(), 0.0, 1e-6);
@@ -62,7 +62,8 @@ TEST_F(EvalCli, IdenticalFoldersAndReusedStats) {
 
   // The stats file instead of the folder: the very same numbers.
   const fs::path json_again = dir_.path() / "again.json";
-  const auto reused = run_ddpm(eval(stats.string(), images.string(), "--json " + json_again.string()));
+  const auto reused =
+      run_ddpm(eval(stats.string(), images.string(), "--json " + json_again.string()));
   ASSERT_EQ(reused.exit_code, 0) << reused.output;
   const nlohmann::json again = read_json(json_again);
   for (const char* key : {"fid", "kid_mean", "kid_std", "precision", "recall", "num_real"}) {

@@ -43,8 +43,8 @@ TEST(FeatureNet, LoadsTheDeclaredInputAndRunsBatches) {
   const torch::Tensor features = net.features(x);
   ASSERT_EQ(features.sizes(), (std::vector<int64_t>{5, 16}));
   // The fixture's forward is the mean of each 2x2 block.
-  EXPECT_NEAR(features[2][5].item<double>(), x[2][0].slice(0, 2, 4).slice(1, 2, 4).mean().item<double>(),
-              1e-6);
+  const double block = x[2][0].slice(0, 2, 4).slice(1, 2, 4).mean().item<double>();
+  EXPECT_NEAR(features[2][5].item<double>(), block, 1e-6);
   // Another file gives another identifier.
   write_feature_net(dir.path() / "other.pt", "def forward(self, x):\n  return x.flatten(1)\n");
   EXPECT_NE(FeatureNet(dir.path() / "other.pt", torch::kCPU).identifier(), net.identifier());

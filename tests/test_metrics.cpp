@@ -33,8 +33,11 @@ TEST(FrechetDistance, MatchesTheClosedFormForDiagonalGaussians) {
   const std::vector<double> mean1 = {0.5, -1.0, 2.0, 0.0, 3.5}, mean2 = {0.0, 1.0, 2.5, -0.5, 3.0};
   const std::vector<double> var1 = {1.0, 0.25, 4.0, 2.0, 0.01}, var2 = {2.0, 0.25, 1.0, 0.5, 9.0};
   const double expected = diagonal_closed_form(mean1, var1, mean2, var2);
-  const double got = frechet_distance(torch::tensor(mean1, kDouble), torch::diag(torch::tensor(var1, kDouble)),
-                                      torch::tensor(mean2, kDouble), torch::diag(torch::tensor(var2, kDouble)));
+  const auto diagonal = [](const std::vector<double>& values) {
+    return torch::diag(torch::tensor(values, kDouble));
+  };
+  const double got = frechet_distance(torch::tensor(mean1, kDouble), diagonal(var1),
+                                      torch::tensor(mean2, kDouble), diagonal(var2));
   EXPECT_NEAR(got, expected, 1e-10 * expected);
 }
 
@@ -71,9 +74,10 @@ TEST(FrechetDistance, MatchesTheTwoByTwoClosedFormForNonCommutingCovariances) {
   const double trace_sqrt = std::sqrt(trace_m + 2 * std::sqrt(det_m));
   const double mean_term = (1.0 - 0.2) * (1.0 - 0.2) + (-2.0 - 1.0) * (-2.0 - 1.0);
   const double expected = mean_term + (a[0][0] + a[1][1]) + (b[0][0] + b[1][1]) - 2 * trace_sqrt;
-  const double got = frechet_distance(
-      torch::tensor({1.0, -2.0}, kDouble), torch::tensor({2.0, 0.7, 0.7, 1.0}, kDouble).view({2, 2}),
-      torch::tensor({0.2, 1.0}, kDouble), torch::tensor({0.5, -0.3, -0.3, 3.0}, kDouble).view({2, 2}));
+  const torch::Tensor s1 = torch::tensor({2.0, 0.7, 0.7, 1.0}, kDouble).view({2, 2});
+  const torch::Tensor s2 = torch::tensor({0.5, -0.3, -0.3, 3.0}, kDouble).view({2, 2});
+  const double got = frechet_distance(torch::tensor({1.0, -2.0}, kDouble), s1,
+                                      torch::tensor({0.2, 1.0}, kDouble), s2);
   EXPECT_NEAR(got, expected, 1e-12 * expected);
 }
 

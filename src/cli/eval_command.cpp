@@ -163,6 +163,37 @@ void check_shapes(const FeatureStats& real, const FeatureStats& generated,
   }
 }
 
+// The metrics asked for, added to `result`; each side's tensors are moved to `device`.
+void add_metrics(nlohmann::json& result, const FeatureStats& real, const FeatureStats& generated,
+                 const MetricChoice& metrics, const KidOptions& kid_options,
+                 torch::Device device) {
+  const int64_t dim = real.feature_dim();
+  if (metrics.fid) {
+    const int64_t fewest = std::min(real.num_images(), generated.num_images());
+    if (fewest < dim) {
+      log::warn("FID from " + std::to_string(fewest) + " images of " + std::to_string(dim) +
+                " features: the covariance is singular (rank < " + std::to_string(dim) +
+                "), so FID is biased upward and comparable only with FIDs from as many images; "
+                "use at least " + std::to_string(dim) + " images");
+    }
+    result["fid"] = frechet_distance(real.mean.to(device), real.covariance.to(device),
+                                     generated.mean.to(device), generated.covariance.to(device));
+  }
+  if (metrics.kid) {
+    const KidResult kid = kernel_inception_distance(real.features.to(device),
+                                                    generated.features.to(device), kid_options);
+    result["kid_mean"] = kid.mean;
+    result["kid_std"] = kid.std;
+    result["kid_subset_size"] = kid.subset_size;
+  }
+  if (metrics.precision_recall) {
+    const PrecisionRecall pr =
+        precision_recall(real.features.to(device), generated.features.to(device), metrics.pr_k);
+    result["precision"] = pr.precision;
+    result["recall"] = pr.recall;
+  }
+}
+
 }  // namespace
 
 int run_eval(int argc, char** argv) {
@@ -226,9 +257,9 @@ int run_eval(int argc, char** argv) {
   for (const auto& [role, save_option] : roles) {
     if (!arguments.count(save_option)) continue;
     std::error_code error;
-    if (!fs::is_directory(arguments[role].as<std::string>(), error)) {
+    if (fs::is_regular_file(arguments[role].as<std::string>(), error)) {
       throw Error(ErrorKind::usage, "--" + save_option + " needs --" + role +
-                                        " to be an image folder (it is a stats file already)");
+                                        " to be an image folder; it is a stats file already");
     }
     check_output(save_option, arguments[save_option].as<std::string>(), overwrite);
   }
@@ -278,31 +309,7 @@ int run_eval(int argc, char** argv) {
                            {"feature_net", net.identifier()},
                            {"real", arguments["real"].as<std::string>()},
                            {"generated", arguments["generated"].as<std::string>()}};
-  const int64_t dim = real.feature_dim();
-  if (metrics.fid) {
-    const int64_t fewest = std::min(real.num_images(), generated.num_images());
-    if (fewest < dim) {
-      log::warn("FID from " + std::to_string(fewest) + " images of " + std::to_string(dim) +
-                " features: the covariance is singular (rank < " + std::to_string(dim) +
-                "), so FID is biased upward and comparable only with FIDs from as many images; "
-                "use at least " + std::to_string(dim) + " images");
-    }
-    result["fid"] = frechet_distance(real.mean.to(device), real.covariance.to(device),
-                                     generated.mean.to(device), generated.covariance.to(device));
-  }
-  if (metrics.kid) {
-    const KidResult kid = kernel_inception_distance(real.features.to(device),
-                                                    generated.features.to(device), kid_options);
-    result["kid_mean"] = kid.mean;
-    result["kid_std"] = kid.std;
-    result["kid_subset_size"] = kid.subset_size;
-  }
-  if (metrics.precision_recall) {
-    const PrecisionRecall pr =
-        precision_recall(real.features.to(device), generated.features.to(device), pr_k);
-    result["precision"] = pr.precision;
-    result["recall"] = pr.recall;
-  }
+  add_metrics(result, real, generated, metrics, kid_options, device);
   result["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
 
   for (const auto& item : result.items()) {
