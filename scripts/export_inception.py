@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data" / "feature-nets" / "inception_v3.pt"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data/feature-nets/inception_v3.pt"
 NETWORK_SIZE = 299
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
@@ -272,7 +272,8 @@ def self_check():
                 got = loaded(x)
             error = (got - expected).abs().max().item() / expected.abs().max().item()
             assert got.shape == (4, 2048), got.shape
-            assert (loaded.input_channels, loaded.input_height, loaded.input_width) == (3, size, size)
+            declared = (loaded.input_channels, loaded.input_height, loaded.input_width)
+            assert declared == (3, size, size), declared
             print(f"input {size}x{size}: max relative difference to torchvision {error:.2e}")
             if error > 1e-5:
                 print("error: the export differs from torchvision's Inception3", file=sys.stderr)

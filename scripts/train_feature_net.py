@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Trains a small CNN classifier on Fashion-MNIST and exports its feature extractor for `ddpm eval`.
 
-The exported TorchScript module follows the feature-network convention of include/ddpm/feature_net.h:
-int attributes input_channels = 1, input_height = 28, input_width = 28; forward takes float32
-[N, 1, 28, 28] in [-1, 1] (pixel / 127.5 - 1, as ddpm reads PNGs) and returns [N, 128]: the
-penultimate fully connected layer of the classifier, before its ReLU, standardised with the
-training split's mean and standard deviation of each feature (so KID's kernel (x.y / D + 1)^3
-sees values of order 1, and FID is in units of the training features' variance).
+The exported TorchScript module follows the feature-network convention of
+include/ddpm/feature_net.h: int attributes input_channels = 1, input_height = 28,
+input_width = 28; forward takes float32 [N, 1, 28, 28] in [-1, 1] (pixel / 127.5 - 1, as ddpm
+reads PNGs) and returns [N, 128]: the penultimate fully connected layer of the classifier,
+before its ReLU, standardised with the training split's mean and standard deviation of each
+feature (so KID's kernel (x.y / D + 1)^3 sees values of order 1, and FID is in units of the
+training features' variance).
 
 Reads Debian's IDX files (package dataset-fashion-mnist) directly: the same pixels as the PNG
 folders that scripts/prepare_fashion_mnist.py writes. Prints the test accuracy; refuses to
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prepare_fashion_mnist import (DEFAULT_INPUT, IMAGES_MAGIC, LABELS_MAGIC, SPLITS,  # noqa: E402
                                    PrepareError, read_idx)
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data" / "feature-nets" / "fashion_mnist.pt"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data/feature-nets/fashion_mnist.pt"
 FEATURE_DIM = 128
 
 
@@ -105,7 +106,7 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="Adam learning rate of the first epoch; halved each later epoch")
     parser.add_argument("--threads", type=int, default=2,
-                        help="CPU threads (default 2: about two minutes on the development machine)")
+                        help="CPU threads (default 2, the development machine's cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args()
