@@ -262,6 +262,7 @@ Image read_image(const std::filesystem::path& path, int channels) {
   image.height = height;
   image.width = width;
   image.channels = channels;
+  image.source_channels = native;
   image.pixels = convert_channels(samples, pixels, native, channels);
   return image;
 }

@@ -54,6 +54,18 @@ std::string read_text(const std::filesystem::path& file) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+void write_feature_net(const std::filesystem::path& path, const std::string& forward_source,
+                       FeatureNetInput input, bool declare_input) {
+  torch::jit::Module module("FeatureNetFixture");
+  if (declare_input) {
+    module.register_attribute("input_channels", c10::IntType::get(), input.channels);
+    module.register_attribute("input_height", c10::IntType::get(), input.height);
+    module.register_attribute("input_width", c10::IntType::get(), input.width);
+  }
+  module.define(forward_source);
+  module.save(path.string());
+}
+
 CommandResult run_ddpm(const std::string& arguments) {
   const std::string command = std::string(DDPM_BINARY) + " " + arguments + " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ddpm/config.h"
+#include "ddpm/feature_net.h"
 
 namespace ddpm::testing {
 
@@ -27,6 +28,14 @@ void write_image_folder(const std::filesystem::path& folder, int count, int heig
 
 // The whole content of a file ("" when it cannot be read).
 std::string read_text(const std::filesystem::path& file);
+// A TorchScript feature network with the TorchScript `forward_source` (a `def forward(self, x)`)
+// and, when `declare_input`, the input attributes of feature_net.h.
+void write_feature_net(const std::filesystem::path& path, const std::string& forward_source,
+                       FeatureNetInput input = {1, 8, 8}, bool declare_input = true);
+// 1x8x8 images -> the means of their 16 2x2 blocks.
+inline constexpr const char* kBlockMeansForward =
+    "def forward(self, x):\n"
+    "  return x.reshape(x.size(0), 4, 2, 4, 2).mean([2, 4]).flatten(1)\n";
 
 struct CommandResult {
   int exit_code = -1;   // -1 when killed by a signal

@@ -18,6 +18,9 @@ namespace ddpm {
 struct Image {
   int height = 0, width = 0, channels = 0;
   std::vector<uint8_t> pixels;  // height * width * channels bytes, HWC
+  // read_image: the file's own channel count (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) before
+  // conversion; 0 for images made in memory.
+  int source_channels = 0;
 };
 
 // Largest image read_image() decodes; a header claiming more is refused before decoding.

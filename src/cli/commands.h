@@ -8,5 +8,6 @@ int run_config(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_sample(int argc, char** argv);
 int run_bench(int argc, char** argv);
+int run_eval(int argc, char** argv);
 
 }  // namespace ddpm::cli

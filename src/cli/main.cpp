@@ -23,6 +23,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"train", "train a model on an image folder (resumable)", ddpm::cli::run_train},
       {"sample", "sample images from a checkpoint and write PNGs", ddpm::cli::run_sample},
+      {"eval", "FID, KID and precision/recall of generated images against real ones",
+       ddpm::cli::run_eval},
       {"bench", "measure training and sampling throughput, memory and FLOP utilisation",
        ddpm::cli::run_bench},
       {"info", "print a config's model (parameters, GFLOPs, memory) and noise schedule",

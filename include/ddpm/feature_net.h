@@ -1,0 +1,78 @@
+// The feature network of the quality metrics: a TorchScript module that maps a batch of images to
+// one feature vector per image, and the run of it over a folder of images.
+//
+// The input convention, which scripts/train_feature_net.py and scripts/export_inception.py follow
+// and any other network must follow too:
+//  - the module has three int attributes: input_channels (1 or 3), input_height, input_width;
+//  - forward(x) takes float32 [N, input_channels, input_height, input_width] with values in
+//    [-1, 1] (the project's image scaling, pixel / 127.5 - 1); any other normalisation the
+//    network wants (Inception's, a classifier's mean and std) happens inside forward;
+//  - forward returns a floating tensor [N, D], D >= 1, the same D for every batch.
+#pragma once
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ddpm {
+
+struct FeatureNetInput {
+  int channels = 0, height = 0, width = 0;
+};
+
+class FeatureNet {
+ public:
+  // Throws ddpm::Error (runtime) naming the file when it is missing, unreadable, not a
+  // TorchScript module, or lacks a valid input_channels / input_height / input_width.
+  FeatureNet(const std::filesystem::path& path, torch::Device device);
+
+  const std::filesystem::path& path() const { return path_; }
+  const FeatureNetInput& input() const { return input_; }
+  torch::Device device() const { return device_; }
+  // "fnv1a64:<16 hex digits>/<C>x<H>x<W>": a hash of the file's bytes and the declared input.
+  // Stats files record it, so features of one network are never compared with another's.
+  const std::string& identifier() const { return identifier_; }
+
+  // `batch`: float [N, C, H, W] in [-1, 1] matching input(). Returns float32 [N, D] on the CPU.
+  // Throws ddpm::Error naming the file when the output is not one vector per image, changes D
+  // between calls, or holds a non-finite value.
+  torch::Tensor features(const torch::Tensor& batch);
+
+ private:
+  std::filesystem::path path_;
+  torch::Device device_;
+  torch::jit::Module module_;
+  FeatureNetInput input_;
+  std::string identifier_;
+  int64_t feature_dim_ = 0;  // 0 until the first batch
+};
+
+// The features of the images of one folder.
+struct FolderFeatures {
+  torch::Tensor features;  // float32 [N, D] on the CPU: the readable images in scan order
+  int64_t skipped = 0;     // unreadable files, left out
+  std::vector<std::string> skipped_examples;  // the first few, as "path: reason"
+  // The files' own size as "HxWxC" (C as stored: 1 gray, 3 RGB, ...) when every readable image
+  // has the same; "mixed" otherwise, and then `mixed_example` names two files that differ.
+  std::string image_shape;
+  std::string mixed_example;
+};
+
+// Called after each batch with the images done so far and the total number of files.
+using FeatureProgress = std::function<void(int64_t done, int64_t total)>;
+
+// Every image file under `folder` (scan_image_folder), decoded to the network's channel count
+// (read_image's conversion: gray is replicated to RGB, RGB becomes BT.601 luma), resized to its
+// input with resize_and_crop (scale to cover, area filter when shrinking, centre crop), scaled
+// to [-1, 1] and run through `net` in batches of `batch_size`. An unreadable file is skipped and
+// counted, as in training. Throws ddpm::Error naming the folder when it is missing, holds no
+// images, or no readable one.
+FolderFeatures folder_features(const std::filesystem::path& folder, FeatureNet& net,
+                               int batch_size, const FeatureProgress& progress = {});
+
+}  // namespace ddpm
