@@ -10,6 +10,7 @@
 #include <cstring>
 #include <exception>
 #include <map>
+#include <numeric>
 #include <mutex>
 #include <thread>
 
@@ -246,12 +247,18 @@ std::shared_ptr<const std::vector<int64_t>> DataLoader::Impl::permutation(int64_
   std::lock_guard<std::mutex> lock(mutex_);
   auto& entry = permutations_[epoch];
   if (!entry) {
-    auto generator =
-        at::detail::createCPUGenerator(seed_ * 1000003ull + static_cast<uint64_t>(epoch));
-    const torch::Tensor order =
-        torch::randperm(static_cast<int64_t>(files_.size()), generator, torch::kLong);
-    entry = std::make_shared<const std::vector<int64_t>>(order.data_ptr<int64_t>(),
-                                                         order.data_ptr<int64_t>() + order.numel());
+    // Fisher-Yates driven by splitmix64, in plain C++: torch::randperm would run an OpenMP
+    // region on this worker thread, and a second OpenMP team makes libgomp stop spinning in
+    // the training step's team (measured: training at half speed on 60,000 images).
+    auto order = std::make_shared<std::vector<int64_t>>(files_.size());
+    std::iota(order->begin(), order->end(), int64_t{0});
+    uint64_t counter = splitmix64(seed_ * 1000003ull + static_cast<uint64_t>(epoch));
+    for (size_t i = order->size(); i > 1; --i) {
+      const uint64_t random = splitmix64(counter += 0x9E3779B97F4A7C15ULL);  // a Weyl sequence
+      const auto j = static_cast<size_t>((static_cast<unsigned __int128>(random) * i) >> 64);
+      std::swap((*order)[i - 1], (*order)[j]);
+    }
+    entry = std::move(order);
     // Workers are at most a few batches apart: older epochs are no longer needed.
     permutations_.erase(permutations_.begin(), permutations_.lower_bound(epoch - 1));
   }
@@ -339,6 +346,7 @@ DataLoader::DataLoader(std::vector<fs::path> files, const DataConfig& data, int 
                        uint64_t seed, int rank, int world_size)
     : impl_(std::make_unique<Impl>(std::move(files), data, batch_size, seed, rank, world_size)) {}
 DataLoader::~DataLoader() = default;
+
 
 torch::Tensor DataLoader::next() { return impl_->next(); }
 void DataLoader::restore(const LoaderState& state) { impl_->restore(state); }

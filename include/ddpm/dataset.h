@@ -32,8 +32,8 @@ struct LoaderState {
   bool operator==(const LoaderState&) const = default;
 };
 
-// Epoch e visits the files in a permutation drawn from a generator seeded with
-// seed * 1000003 + e, in global batches of batch_size consecutive files (the incomplete last
+// Epoch e visits the files in a permutation (a Fisher-Yates shuffle driven by splitmix64 from
+// seed * 1000003 + e), in global batches of batch_size consecutive files (the incomplete last
 // one dropped). In a run of world_size processes, rank r takes the r-th of the world_size equal
 // parts of every global batch, so the ranks' shards are disjoint, they stay in step, and
 // together they see exactly the batches one process would. With data.random_flip, the
