@@ -101,13 +101,9 @@ int run_bench(int argc, char** argv) {
       "peak-tflops", "the device's peak TFLOP/s for the utilisation figure (0: not reported)",
       cxxopts::value<double>()->default_value("0"))(
       "json", "also write the figures to this JSON file", cxxopts::value<std::string>());
-  add_common_options(options);
-  const auto arguments = parse_arguments(options, argc, argv);
-  if (arguments.count("help")) {
-    std::cout << help_text(options, true);
-    return 0;
-  }
-  apply_threads(arguments);
+  const auto parsed = parse_command(options, argc, argv, true);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
   const Config config = config_from_arguments(arguments);
   const std::string mode = arguments["mode"].as<std::string>();
   const std::string precision = arguments["precision"].as<std::string>();

@@ -1,6 +1,7 @@
 // Shared option handling of the subcommands; see common.h.
 #include "common.h"
 
+#include <iostream>
 #include <thread>
 
 #include <torch/torch.h>
@@ -62,6 +63,18 @@ void apply_threads(const cxxopts::ParseResult& arguments) {
     throw Error(ErrorKind::usage, "--threads must be >= 1, got " + std::to_string(threads));
   }
   torch::set_num_threads(threads);
+}
+
+std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int argc, char** argv,
+                                                  bool with_config_keys) {
+  add_common_options(options);
+  auto arguments = parse_arguments(options, argc, argv);
+  if (arguments.count("help")) {
+    std::cout << help_text(options, with_config_keys);
+    return std::nullopt;
+  }
+  apply_threads(arguments);
+  return arguments;
 }
 
 }  // namespace ddpm::cli

@@ -5,6 +5,7 @@
 #define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
+#include <optional>
 #include <string>
 
 #include "ddpm/config.h"
@@ -27,5 +28,11 @@ Config config_from_arguments(const cxxopts::ParseResult& arguments);
 
 // Sets LibTorch's intra-op threads from --threads (default: every core).
 void apply_threads(const cxxopts::ParseResult& arguments);
+
+// What every subcommand does first: adds --threads and --help, parses, applies --threads. With
+// --help it prints the help text (with the config keys when `with_config_keys`) and returns
+// nothing: the command then exits 0.
+std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int argc, char** argv,
+                                                  bool with_config_keys);
 
 }  // namespace ddpm::cli

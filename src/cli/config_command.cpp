@@ -12,12 +12,9 @@ int run_config(int argc, char** argv) {
                            "Validates a config and prints it resolved (every key, defaults "
                            "filled in, overrides applied) as JSON on standard output.");
   add_config_options(options);
-  add_common_options(options);
-  const auto arguments = parse_arguments(options, argc, argv);
-  if (arguments.count("help")) {
-    std::cout << help_text(options, true);
-    return 0;
-  }
+  const auto parsed = parse_command(options, argc, argv, true);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
   std::cout << config_to_json(config_from_arguments(arguments)).dump(2) << "\n";
   return 0;
 }

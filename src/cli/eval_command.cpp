@@ -228,13 +228,9 @@ int run_eval(int argc, char** argv) {
       cxxopts::value<std::string>())(
       "allow-size-mismatch", "compare real and generated images of different sizes or channels")(
       "overwrite", "replace existing --json and stats files");
-  add_common_options(options);
-  const auto arguments = parse_arguments(options, argc, argv);
-  if (arguments.count("help")) {
-    std::cout << help_text(options, false);
-    return 0;
-  }
-  apply_threads(arguments);
+  const auto parsed = parse_command(options, argc, argv, false);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
   if (!arguments.count("real") || !arguments.count("generated")) {
     throw Error(ErrorKind::usage, "ddpm eval needs --real DIR|STATS and --generated DIR|STATS");
   }

@@ -45,13 +45,9 @@ int run_info(int argc, char** argv) {
       "memory per image) and its noise schedule (alpha_bar at a few timesteps t, 0-based).");
   add_config_options(options);
   options.add_options()("json", "print the summary as JSON instead of a table");
-  add_common_options(options);
-  const auto arguments = parse_arguments(options, argc, argv);
-  if (arguments.count("help")) {
-    std::cout << help_text(options, true);
-    return 0;
-  }
-  apply_threads(arguments);
+  const auto parsed = parse_command(options, argc, argv, true);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
   const Config config = config_from_arguments(arguments);
 
   UNet model(config.model, config.data);

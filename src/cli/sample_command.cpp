@@ -72,13 +72,9 @@ int run_sample(int argc, char** argv) {
       cxxopts::value<std::vector<std::string>>())("device", "auto, cpu, cuda or cuda:N",
                                                   cxxopts::value<std::string>()->default_value(
                                                       "auto"));
-  add_common_options(options);
-  const auto arguments = parse_arguments(options, argc, argv);
-  if (arguments.count("help")) {
-    std::cout << help_text(options, false);
-    return 0;
-  }
-  apply_threads(arguments);
+  const auto parsed = parse_command(options, argc, argv, false);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
   if (!arguments.count("checkpoint") || !arguments.count("out")) {
     throw Error(ErrorKind::usage, "ddpm sample needs --checkpoint FILE_OR_RUN_DIR and --out DIR");
   }

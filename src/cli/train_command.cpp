@@ -51,13 +51,9 @@ int run_train(int argc, char** argv) {
       "o,out", "run directory (default: runs/<config name>)", cxxopts::value<std::string>())(
       "resume", "continue the run in --out from its latest checkpoint (without --config, with "
                 "the run's own config.json)");
-  add_common_options(options);
-  auto arguments = parse_arguments(options, argc, argv);
-  if (arguments.count("help")) {
-    std::cout << help_text(options, true);
-    return 0;
-  }
-  apply_threads(arguments);
+  const auto parsed = parse_command(options, argc, argv, true);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
 
   std::vector<std::string> overrides;
   if (arguments.count("set")) overrides = arguments["set"].as<std::vector<std::string>>();
