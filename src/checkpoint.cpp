@@ -70,8 +70,7 @@ void save_checkpoint(const fs::path& path, const TrainingState& state) {
   dict.insert("rng", to_ivalue(state.rng));
   dict.insert("loader_epoch", state.loader_epoch);
   dict.insert("loader_batch", state.loader_batch);
-  const std::vector<char> bytes = pickle_for_python(c10::IValue(dict));
-  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
+  write_pickle_file(path, c10::IValue(dict));
 }
 
 TrainingState load_checkpoint(const fs::path& path) {

@@ -1,7 +1,6 @@
 // Feature statistics and the stats file; see feature_stats.h.
 #include "ddpm/feature_stats.h"
 
-#include "ddpm/atomic_file.h"
 #include "ddpm/error.h"
 #include "ddpm/weights.h"
 
@@ -74,8 +73,7 @@ void save_feature_stats(const FeatureStats& stats, const fs::path& path) {
   dict.insert("source", stats.source);
   dict.insert("image_shape", stats.image_shape);
   dict.insert("skipped", stats.skipped);
-  const std::vector<char> bytes = pickle_for_python(c10::IValue(dict));
-  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
+  write_pickle_file(path, c10::IValue(dict));
 }
 
 FeatureStats load_feature_stats(const fs::path& path) {

@@ -50,6 +50,11 @@ std::vector<char> pickle_for_python(const c10::IValue& value) {
   return archive;
 }
 
+void write_pickle_file(const std::filesystem::path& path, const c10::IValue& value) {
+  const std::vector<char> bytes = pickle_for_python(value);
+  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
+}
+
 c10::Dict<std::string, torch::Tensor> state_dict(const torch::nn::Module& module) {
   c10::Dict<std::string, torch::Tensor> dict;
   for (const auto& item : module.named_parameters()) {
@@ -62,8 +67,7 @@ c10::Dict<std::string, torch::Tensor> state_dict(const torch::nn::Module& module
 }
 
 void save_weights(const torch::nn::Module& module, const std::filesystem::path& path) {
-  const std::vector<char> bytes = pickle_for_python(c10::IValue(state_dict(module)));
-  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
+  write_pickle_file(path, c10::IValue(state_dict(module)));
 }
 
 c10::IValue read_pickle_file(const std::filesystem::path& path, const std::string& what) {

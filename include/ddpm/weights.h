@@ -16,6 +16,9 @@ namespace ddpm {
 // weights_only=True, which refuses the type tags that torch::pickle_save adds.
 std::vector<char> pickle_for_python(const c10::IValue& value);
 
+// pickle_for_python(value) written to `path` atomically (see atomic_file.h).
+void write_pickle_file(const std::filesystem::path& path, const c10::IValue& value);
+
 // Reads a file written by pickle_for_python (or torch.save) back into a value. Throws
 // ddpm::Error (runtime) starting with `what` (e.g. "checkpoint 'x.pt'") when the file cannot be
 // opened or is truncated or corrupt.
