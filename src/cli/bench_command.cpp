@@ -1,17 +1,24 @@
 // `ddpm bench`: training and sampling throughput, peak memory and model FLOP utilisation of a
 // config's network, on synthetic data so that only the model, optimizer and sampler are timed.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "common.h"
+#include "ddpm/atomic_file.h"
 #include "ddpm/device.h"
 #include "ddpm/error.h"
 #include "ddpm/model_summary.h"
+#include "ddpm/op_profile.h"
 #include "ddpm/sampler.h"
 #include "ddpm/train_step.h"
 
@@ -24,57 +31,89 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Images per second of training: warm-up steps first, then `steps` timed steps.
-double time_training(const Config& config, torch::Device device, bool bf16, int batch,
+// One timed unit of a benchmark, ready to run after its warm-up: `run` does the work and
+// `images` is what one run is worth in images (a batch per training step; for sampling, the
+// batch times the fraction of the chain that one run covers).
+struct Round {
+  std::function<void()> run;
+  double images = 0.0;
+};
+
+// `steps` training steps per round (the training step of ddpm train on a synthetic batch),
+// after `warmup` untimed steps.
+Round training_round(const Config& config, torch::Device device, bool bf16, int batch,
                      int warmup, int steps) {
+  struct State {
+    UNet model;
+    UNet ema_model;
+    NoiseSchedule schedule;  // TrainStep keeps a reference: it lives here, beside it
+    torch::Tensor x0;
+    int64_t step;
+    std::optional<TrainStep> train_step;
+  };
   torch::manual_seed(config.train.seed);
   UNet model(config.model, config.data);
   UNet ema_model(config.model, config.data);
   model->to(device);
   ema_model->to(device);
   model->train();
-  const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  TrainStep train_step(model, ema_model, schedule, config.train, bf16);
-  const auto x0 = torch::rand({batch, config.data.channels, config.data.height, config.data.width},
-                              torch::TensorOptions().device(device)) * 2 - 1;
+  auto x0 = torch::rand({batch, config.data.channels, config.data.height, config.data.width},
+                        torch::TensorOptions().device(device)) * 2 - 1;
   // Past the warm-up, so the learning rate is constant like in most of a real run.
-  const int64_t first_step = config.train.warmup_steps;
-  const auto run_step = [&](int64_t step) { train_step.run(x0, {config.train.seed, step}, step); };
-  for (int i = 0; i < warmup; ++i) run_step(first_step + i);
-  synchronize(device);
-  reset_peak_memory(device);
-  const auto start = Clock::now();
-  for (int i = 0; i < steps; ++i) run_step(first_step + warmup + i);
-  synchronize(device);
-  return double(steps) * batch / seconds_since(start);
+  auto state = std::make_shared<State>(State{model, ema_model,
+                                             NoiseSchedule(config.diffusion).to(device), x0,
+                                             config.train.warmup_steps, std::nullopt});
+  state->train_step.emplace(state->model, state->ema_model, state->schedule, config.train, bf16);
+  const uint64_t seed = config.train.seed;
+  const auto run_steps = [state, seed](int count) {
+    for (int i = 0; i < count; ++i, ++state->step) {
+      state->train_step->run(state->x0, {seed, state->step}, state->step);
+    }
+  };
+  run_steps(warmup);
+  return {[run_steps, steps] { run_steps(steps); }, double(steps) * batch};
 }
 
-// Images per second of a sampling chain of `chain_steps` reverse steps, timed over `steps` of
-// them (every reverse step costs one forward pass and a few element-wise operations, the same
-// for DDPM and DDIM) after a warm-up chain.
-double time_sampling(const Config& config, torch::Device device, SamplerKind kind, int batch,
+// A sampling chain of `steps` reverse steps per round, worth batch x steps / chain_steps images
+// of a `chain_steps` chain (every reverse step costs one forward pass and a few element-wise
+// operations, the same for DDPM and DDIM), after a warm-up chain of `warmup` steps.
+Round sampling_round(const Config& config, torch::Device device, SamplerKind kind, int batch,
                      int warmup, int steps, int chain_steps) {
   UNet model(config.model, config.data);
   model->to(device);
   model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
+  const EpsilonPredictor predictor = [model](const torch::Tensor& x_t,
+                                             const torch::Tensor& t) mutable {
     return model->forward(x_t, t);
   };
   SamplerOptions options = sampler_options(config.sample);
   options.kind = kind;
   const std::vector<int64_t> shape = {config.data.channels, config.data.height, config.data.width};
-  torch::InferenceMode inference;
-  options.steps = std::max(1, warmup);
-  sample_images(predictor, schedule, options, 0, batch, shape, 0, device);
-  synchronize(device);
-  reset_peak_memory(device);
-  options.steps = steps;
-  const auto start = Clock::now();
-  sample_images(predictor, schedule, options, 0, batch, shape, 0, device);
-  synchronize(device);
-  const double seconds_per_step = seconds_since(start) / double(steps);
-  return double(batch) / (seconds_per_step * double(chain_steps));
+  const auto run_chain = [=](int chain) {
+    torch::InferenceMode inference;
+    SamplerOptions chain_options = options;
+    chain_options.steps = chain;
+    sample_images(predictor, schedule, chain_options, 0, batch, shape, 0, device);
+  };
+  run_chain(std::max(1, warmup));
+  return {[run_chain, steps] { run_chain(steps); }, double(batch) * steps / chain_steps};
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// With --sync, a round starts only when a line arrives on stdin, so that an outside script can
+// interleave the rounds of several benchmark processes and compare them round by round.
+void wait_for_go() {
+  std::string line;
+  if (!std::getline(std::cin, line)) {
+    throw Error(ErrorKind::usage, "--sync: standard input closed before every round had started; "
+                                  "send one line per round (or run without --sync)");
+  }
 }
 
 }  // namespace
@@ -100,6 +139,13 @@ int run_bench(int argc, char** argv) {
       "device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))(
       "peak-tflops", "the device's peak TFLOP/s for the utilisation figure (0: not reported)",
       cxxopts::value<double>()->default_value("0"))(
+      "rounds", "timed rounds of --steps steps; the figure is their median",
+      cxxopts::value<int>()->default_value("1"))(
+      "sync", "print 'ready' after the warm-up, then start each round on a line from stdin and "
+              "print 'round IMAGES_PER_S' after it (for scripts/bench_compare.py)")(
+      "profile", "after the rounds, profile one more round: print the operators by self time "
+                 "and write a Chrome trace to FILE (chrome://tracing, ui.perfetto.dev)",
+      cxxopts::value<std::string>())(
       "json", "also write the figures to this JSON file", cxxopts::value<std::string>());
   const auto parsed = parse_command(options, argc, argv, true);
   if (!parsed) return 0;
@@ -115,8 +161,21 @@ int run_bench(int argc, char** argv) {
   if (precision != "fp32" && precision != "bf16") {
     throw Error(ErrorKind::usage, "--precision must be fp32 or bf16, got '" + precision + "'");
   }
-  if (steps < 1 || warmup < 0) {
-    throw Error(ErrorKind::usage, "--steps must be >= 1 and --warmup >= 0");
+  const int rounds = arguments["rounds"].as<int>();
+  if (steps < 1 || warmup < 0 || rounds < 1) {
+    throw Error(ErrorKind::usage, "--steps and --rounds must be >= 1 and --warmup >= 0");
+  }
+  const bool sync = arguments.count("sync") > 0;
+  const std::string json_path = arguments.count("json") ? arguments["json"].as<std::string>() : "";
+  const std::string profile_path =
+      arguments.count("profile") ? arguments["profile"].as<std::string>() : "";
+  for (const std::string& path : {json_path, profile_path}) {
+    if (path.empty()) continue;
+    const auto folder = std::filesystem::absolute(path).parent_path();
+    if (!std::filesystem::is_directory(folder)) {
+      throw Error(ErrorKind::usage, path + ": the folder " + folder.string() +
+                                        " does not exist; create it or write elsewhere");
+    }
   }
   const torch::Device device = resolve_device(arguments["device"].as<std::string>());
   const bool bf16 = precision == "bf16" && device.is_cuda();
@@ -140,12 +199,9 @@ int run_bench(int argc, char** argv) {
                            {"forward_gflops_per_image", summary.forward_flops_per_image / 1e9},
                            {"steps", steps}};
   const double peak_tflops = arguments["peak-tflops"].as<double>();
+  Round round;
   if (mode == "train") {
-    const double images_per_s = time_training(config, device, bf16, batch, warmup, steps);
-    result["train_images_per_s"] = images_per_s;
-    result["mfu"] = peak_tflops > 0 ? nlohmann::json(3.0 * summary.forward_flops_per_image *
-                                                     images_per_s / (peak_tflops * 1e12))
-                                    : nlohmann::json();
+    round = training_round(config, device, bf16, batch, warmup, steps);
   } else {
     const SamplerKind kind = sampler_from_name(arguments["sampler"].as<std::string>());
     const int chain = kind == SamplerKind::ddpm ? static_cast<int>(config.diffusion.timesteps)
@@ -155,16 +211,46 @@ int run_bench(int argc, char** argv) {
     }
     result["sampler"] = sampler_name(kind);
     result["chain_steps"] = chain;
-    result["sample_images_per_s"] =
-        time_sampling(config, device, kind, batch, warmup, steps, chain);
+    round = sampling_round(config, device, kind, batch, warmup, steps, chain);
+  }
+
+  synchronize(device);
+  reset_peak_memory(device);
+  if (sync) std::cout << "ready" << std::endl;
+  std::vector<double> rates;
+  for (int r = 0; r < rounds; ++r) {
+    if (sync) wait_for_go();
+    const auto start = Clock::now();
+    round.run();
+    synchronize(device);
+    rates.push_back(round.images / seconds_since(start));
+    if (sync) std::cout << "round " << rates.back() << std::endl;
+  }
+  const double images_per_s = median(rates);
+  result[mode == "train" ? "train_images_per_s" : "sample_images_per_s"] = images_per_s;
+  result["rounds"] = rates;
+  if (mode == "train") {
+    result["mfu"] = peak_tflops > 0 ? nlohmann::json(3.0 * summary.forward_flops_per_image *
+                                                     images_per_s / (peak_tflops * 1e12))
+                                    : nlohmann::json();
   }
   result["peak_memory_bytes"] = peak_memory_bytes(device);
 
   for (const auto& item : result.items()) {
     std::printf("%-26s %s\n", item.key().c_str(), item.value().dump().c_str());
   }
-  if (arguments.count("json")) {
-    std::ofstream(arguments["json"].as<std::string>()) << result.dump(2) << "\n";
+  std::fflush(stdout);
+  if (!json_path.empty()) write_file_atomically(json_path, result.dump(2) + "\n");
+  if (!profile_path.empty()) {
+    OpProfile profile(device);
+    const auto start = Clock::now();
+    round.run();
+    synchronize(device);
+    const double wall_ms = 1e3 * seconds_since(start);
+    const std::vector<OpTime> times = profile.stop(profile_path);
+    std::printf("\nprofile of one more round: %.1f ms (trace: %s)\n", wall_ms,
+                profile_path.c_str());
+    print_op_times(std::cout, times, wall_ms, 25);
   }
   return 0;
 }
