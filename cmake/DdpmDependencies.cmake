@@ -48,6 +48,19 @@ else()
 endif()
 message(STATUS "LibTorch ${Torch_VERSION}, CUDA code paths: ${DDPM_WITH_CUDA}")
 
+# LibTorch's OpenMP runtime. at::parallel_for compiles its OpenMP region into the caller, so our
+# own CPU kernels (group_norm_swish.cpp) need -fopenmp and must run on the libgomp that LibTorch
+# runs on, never on a second runtime. pip's torch ships it as lib/libgomp.so.1; where it is not
+# found, those kernels are built without OpenMP and run on one thread.
+find_library(DDPM_TORCH_OPENMP NAMES libgomp.so.1 PATHS "${TORCH_INSTALL_PREFIX}/lib"
+             NO_DEFAULT_PATH)
+if(DDPM_TORCH_OPENMP AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  message(STATUS "LibTorch's OpenMP runtime: ${DDPM_TORCH_OPENMP}")
+else()
+  message(STATUS "LibTorch's OpenMP runtime not found: our CPU kernels run on one thread")
+  set(DDPM_TORCH_OPENMP "")
+endif()
+
 macro(ddpm_require_package name)
   find_package(${name} ${ARGN} QUIET)
   if(NOT ${name}_FOUND)

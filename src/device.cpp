@@ -53,6 +53,8 @@ void reset_peak_memory(const torch::Device& device) {
   (void)device;
 }
 
+bool prefers_channels_last(const torch::Device& device) { return device.is_cpu(); }
+
 void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
 }

@@ -154,6 +154,9 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) 
               "], got ", t.sizes());
   const auto temb = time_embedding->forward(timestep_embedding(t, model_config.base_channels));
   auto h = run_conv(conv_in, x);
+  // conv_in's output is where the activations become channels-last (its input may have 1
+  // channel, for which both layouts are the same memory).
+  if (channels_last_) h = h.contiguous(at::MemoryFormat::ChannelsLast);
   std::vector<torch::Tensor> skips = {h};
   for (size_t i = 0; i < down_blocks->size(); ++i) {
     h = down_blocks[i]->as<DownBlockImpl>()->forward(h, temb, skips);
@@ -162,7 +165,16 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) 
   for (size_t i = 0; i < up_blocks->size(); ++i) {
     h = up_blocks[i]->as<UpBlockImpl>()->forward(h, temb, skips);
   }
-  return run_conv(conv_out, run_norm_swish(conv_norm_out, h));
+  return run_conv(conv_out, run_norm(conv_norm_out, h, /*swish=*/true)).contiguous();
+}
+
+void UNetImpl::set_channels_last(bool enabled) {
+  channels_last_ = enabled;
+  const auto format = enabled ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  torch::NoGradGuard no_grad;
+  for (auto& parameter : parameters()) {
+    if (parameter.dim() == 4) parameter.set_data(parameter.contiguous(format));
+  }
 }
 
 int64_t UNetImpl::parameter_count() const {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "ddpm/group_norm_swish.h"
 #include "ddpm/op_count.h"
 
 namespace ddpm {
@@ -80,11 +81,9 @@ torch::Tensor run_linear(torch::nn::Linear& linear, const torch::Tensor& x) {
   return y;
 }
 
-torch::Tensor run_norm_swish(torch::nn::GroupNorm& norm, const torch::Tensor& x) {
-  auto normalized = norm->forward(x);
-  count_op(0.0, normalized);
-  // Without autograd (sampling), swish overwrites the normalised tensor: one buffer less.
-  auto y = normalized.requires_grad() ? torch::silu(normalized) : torch::silu_(normalized);
+torch::Tensor run_norm(torch::nn::GroupNorm& norm, const torch::Tensor& x, bool swish) {
+  const auto& options = norm->options;
+  auto y = group_norm_swish(x, options.num_groups(), norm->weight, norm->bias, options.eps(), swish);
   count_op(0.0, y);
   return y;
 }
@@ -116,10 +115,10 @@ ResnetBlockImpl::ResnetBlockImpl(int64_t in_channels, int64_t out_channels,
 
 torch::Tensor ResnetBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
   // The adds write into the convolutions' outputs, which no backward pass reads.
-  auto h = run_conv(conv1, run_norm_swish(norm1, x));
+  auto h = run_conv(conv1, run_norm(norm1, x, /*swish=*/true));
   const auto time = run_linear(time_emb_proj, torch::silu(temb));
   h.add_(time.view({time.size(0), time.size(1), 1, 1}));
-  h = run_conv(conv2, dropout->forward(run_norm_swish(norm2, h)));
+  h = run_conv(conv2, dropout->forward(run_norm(norm2, h, /*swish=*/true)));
   h.add_(conv_shortcut ? run_conv(conv_shortcut, x) : x);
   count_op(0.0, h);
   return h;
@@ -141,8 +140,7 @@ AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t heads_, int64_t
 torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
   const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
   const int64_t positions = height * width, head_channels = channels / heads;
-  auto normalized = group_norm->forward(x);
-  count_op(0.0, normalized);
+  const auto normalized = run_norm(group_norm, x, /*swish=*/false);
   const auto sequence = normalized.flatten(2).transpose(1, 2);  // [B, N, C]
   const auto split_heads = [&](const torch::Tensor& t) {
     return t.view({batch, positions, heads, head_channels}).transpose(1, 2);  // [B, h, N, d]

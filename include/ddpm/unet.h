@@ -51,6 +51,13 @@ struct UNetImpl : torch::nn::Module {
 
   int64_t parameter_count() const;
 
+  // Runs the network channels-last (NHWC) or not: converts the convolution weights now and the
+  // activations inside forward(); the output is always contiguous NCHW. Faster on the CPU
+  // (docs/BENCHMARKS.md, see prefers_channels_last() in device.h). Call it before an optimizer
+  // is created, so that the optimizer's state takes the weights' layout.
+  void set_channels_last(bool enabled);
+  bool channels_last() const { return channels_last_; }
+
   ModelConfig model_config;
   DataConfig data_config;
   TimestepEmbedding time_embedding{nullptr};
@@ -58,6 +65,9 @@ struct UNetImpl : torch::nn::Module {
   torch::nn::ModuleList down_blocks, up_blocks;
   MidBlock mid_block{nullptr};
   torch::nn::GroupNorm conv_norm_out{nullptr};
+
+ private:
+  bool channels_last_ = false;
 };
 TORCH_MODULE(UNet);
 

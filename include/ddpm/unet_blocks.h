@@ -69,6 +69,7 @@ TORCH_MODULE(Upsample);
 // Counted wrappers: run the layer and report its work to an active OpCounter.
 torch::Tensor run_conv(torch::nn::Conv2d& conv, const torch::Tensor& x);
 torch::Tensor run_linear(torch::nn::Linear& linear, const torch::Tensor& x);
-torch::Tensor run_norm_swish(torch::nn::GroupNorm& norm, const torch::Tensor& x);
+// The norm's GroupNorm, followed by swish when `swish` (group_norm_swish.h).
+torch::Tensor run_norm(torch::nn::GroupNorm& norm, const torch::Tensor& x, bool swish);
 
 }  // namespace ddpm

@@ -41,8 +41,8 @@ struct Round {
 
 // `steps` training steps per round (the training step of ddpm train on a synthetic batch),
 // after `warmup` untimed steps.
-Round training_round(const Config& config, torch::Device device, bool bf16, int batch,
-                     int warmup, int steps) {
+Round training_round(const Config& config, torch::Device device, bool bf16, bool channels_last,
+                     int batch, int warmup, int steps) {
   struct State {
     UNet model;
     UNet ema_model;
@@ -56,6 +56,8 @@ Round training_round(const Config& config, torch::Device device, bool bf16, int 
   UNet ema_model(config.model, config.data);
   model->to(device);
   ema_model->to(device);
+  model->set_channels_last(channels_last);
+  ema_model->set_channels_last(channels_last);
   model->train();
   auto x0 = torch::rand({batch, config.data.channels, config.data.height, config.data.width},
                         torch::TensorOptions().device(device)) * 2 - 1;
@@ -77,10 +79,11 @@ Round training_round(const Config& config, torch::Device device, bool bf16, int 
 // A sampling chain of `steps` reverse steps per round, worth batch x steps / chain_steps images
 // of a `chain_steps` chain (every reverse step costs one forward pass and a few element-wise
 // operations, the same for DDPM and DDIM), after a warm-up chain of `warmup` steps.
-Round sampling_round(const Config& config, torch::Device device, SamplerKind kind, int batch,
-                     int warmup, int steps, int chain_steps) {
+Round sampling_round(const Config& config, torch::Device device, SamplerKind kind,
+                     bool channels_last, int batch, int warmup, int steps, int chain_steps) {
   UNet model(config.model, config.data);
   model->to(device);
+  model->set_channels_last(channels_last);
   model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
   const EpsilonPredictor predictor = [model](const torch::Tensor& x_t,
@@ -137,6 +140,8 @@ int run_bench(int argc, char** argv) {
       "precision", "fp32 or bf16 (autocast, CUDA only)",
       cxxopts::value<std::string>()->default_value("fp32"))(
       "device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))(
+      "memory-format", "auto (channels-last on the CPU), channels_last or contiguous",
+      cxxopts::value<std::string>()->default_value("auto"))(
       "peak-tflops", "the device's peak TFLOP/s for the utilisation figure (0: not reported)",
       cxxopts::value<double>()->default_value("0"))(
       "rounds", "timed rounds of --steps steps; the figure is their median",
@@ -183,6 +188,14 @@ int run_bench(int argc, char** argv) {
     throw Error(ErrorKind::usage, "--precision bf16 autocasts on CUDA only; this device is " +
                                       device.str());
   }
+  const std::string memory_format = arguments["memory-format"].as<std::string>();
+  if (memory_format != "auto" && memory_format != "channels_last" &&
+      memory_format != "contiguous") {
+    throw Error(ErrorKind::usage, "--memory-format must be auto, channels_last or contiguous, "
+                                  "got '" + memory_format + "'");
+  }
+  const bool channels_last = memory_format == "auto" ? prefers_channels_last(device)
+                                                     : memory_format == "channels_last";
   const int batch = arguments.count("batch") ? arguments["batch"].as<int>()
                     : mode == "train"         ? config.train.batch_size
                                               : config.sample.batch_size;
@@ -195,13 +208,14 @@ int run_bench(int argc, char** argv) {
                            {"precision", precision},
                            {"device", describe_device(device)},
                            {"threads", torch::get_num_threads()},
+                           {"memory_format", channels_last ? "channels_last" : "contiguous"},
                            {"parameters", summary.parameters},
                            {"forward_gflops_per_image", summary.forward_flops_per_image / 1e9},
                            {"steps", steps}};
   const double peak_tflops = arguments["peak-tflops"].as<double>();
   Round round;
   if (mode == "train") {
-    round = training_round(config, device, bf16, batch, warmup, steps);
+    round = training_round(config, device, bf16, channels_last, batch, warmup, steps);
   } else {
     const SamplerKind kind = sampler_from_name(arguments["sampler"].as<std::string>());
     const int chain = kind == SamplerKind::ddpm ? static_cast<int>(config.diffusion.timesteps)
@@ -211,7 +225,7 @@ int run_bench(int argc, char** argv) {
     }
     result["sampler"] = sampler_name(kind);
     result["chain_steps"] = chain;
-    round = sampling_round(config, device, kind, batch, warmup, steps, chain);
+    round = sampling_round(config, device, kind, channels_last, batch, warmup, steps, chain);
   }
 
   synchronize(device);
