@@ -19,8 +19,12 @@ sample: the loop of diffusers' DDPMPipeline (DDPMScheduler, linear betas, fixed_
         starting a fresh chain (new noise) when they run out.
 
 Warm-up steps (which include torch.compile's compilation) are excluded from the timing; the
-first warm-up step's time, less a timed step's, is printed as the compile time.
-Exit codes: 0 success, 2 a usage or config error, 1 a runtime failure.
+first warm-up step's time, less a timed step's, is printed as the compile time. The timed steps
+run as --rounds rounds of --steps steps; the figure is the median round. With --sync (the
+protocol of `ddpm bench --sync`, driven by scripts/bench_compare.py) it prints `ready` after the
+warm-up, then starts each round on a line from stdin and prints `round IMAGES_PER_S` after it.
+Exit codes: 0 success, 2 a usage or config error (or stdin closed early under --sync), 1 a
+runtime failure.
 """
 import argparse
 import copy
@@ -30,6 +34,7 @@ import os
 import pathlib
 import platform
 import resource
+import statistics
 import sys
 import time
 
@@ -39,6 +44,11 @@ SAMPLERS = ("ddpm", "ddim")
 
 class UsageError(Exception):
     """A user error: reported as one line, exit code 2."""
+
+
+class SyncInputClosed(Exception):
+    """--sync: stdin ended before every round had started (the driver died or sent too few
+    lines); exit code 2, as `ddpm bench --sync`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +208,15 @@ def parse_args(argv):
     parser.add_argument("--batch", type=positive_int, metavar="B",
                         help="batch size (default: train.batch_size or sample.batch_size)")
     parser.add_argument("--steps", type=positive_int, metavar="K",
-                        help="timed steps: training steps, or reverse steps in sample mode "
-                             "(default: 20 for train; one pass of --sample-steps for sample)")
+                        help="timed steps per round: training steps, or reverse steps in sample "
+                             "mode (default: 20 for train; one pass of --sample-steps for sample)")
+    parser.add_argument("--rounds", type=positive_int, default=1, metavar="R",
+                        help="timed rounds of --steps steps; the figure is their median "
+                             "(default: 1)")
+    parser.add_argument("--sync", action="store_true",
+                        help="print 'ready' after the warm-up (and compilation), then start each "
+                             "round on a line from stdin and print 'round IMAGES_PER_S' after it "
+                             "(for scripts/bench_compare.py)")
     parser.add_argument("--warmup", type=non_negative_int, metavar="W",
                         help="untimed warm-up steps before the timing; they include "
                              "compilation (default: 2, or 3 with --compile)")
@@ -231,21 +248,42 @@ def synchronize(torch, device):
         torch.cuda.synchronize(device)
 
 
-def timed_loop(torch, device, step, warmup, steps):
-    """Runs `warmup` then `steps` calls of step(i); returns (warm-up step times, timed seconds)."""
+def wait_for_go():
+    # Any line starts a round; only its arrival matters (the driver times nothing itself).
+    if not sys.stdin.readline():
+        raise SyncInputClosed("--sync: standard input closed before every round had started; "
+                              "send one line per round (or run without --sync)")
+
+
+def timed_rounds(torch, device, step, args, images_per_round):
+    """Runs args.warmup calls of step(i), then args.rounds rounds of args.steps calls (i counts
+    on across them). Returns (warm-up step times, images/s of each round, seconds of each
+    round). With --sync, each round waits for a line on stdin and its images/s is printed."""
     warmup_times = []
-    for i in range(warmup):
+    for i in range(args.warmup):
         synchronize(torch, device)
         start = time.perf_counter()
         step(i)
         synchronize(torch, device)
         warmup_times.append(time.perf_counter() - start)
-    synchronize(torch, device)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(warmup + i)
-    synchronize(torch, device)
-    return warmup_times, time.perf_counter() - start
+    if args.sync:
+        print("ready", flush=True)
+    rates, round_seconds = [], []
+    i = args.warmup
+    for _ in range(args.rounds):
+        if args.sync:
+            wait_for_go()
+        synchronize(torch, device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step(i)
+            i += 1
+        synchronize(torch, device)
+        round_seconds.append(time.perf_counter() - start)
+        rates.append(images_per_round / round_seconds[-1])
+        if args.sync:
+            print(f"round {rates[-1]!r}", flush=True)
+    return warmup_times, rates, round_seconds
 
 
 def bench_train(torch, model, config, args, device):
@@ -297,12 +335,11 @@ def bench_train(torch, model, config, args, device):
             optimizer.zero_grad(set_to_none=True)
             skipped[0] += 1
 
-    warmup_times, seconds = timed_loop(torch, device, step, args.warmup, args.steps)
-    result = {"train_images_per_s": args.steps * args.batch / seconds}
+    timing = timed_rounds(torch, device, step, args, images_per_round=args.steps * args.batch)
     if skipped[0]:
         print(f"warning: {skipped[0]} steps had a non-finite gradient norm and were skipped",
               file=sys.stderr)
-    return result, warmup_times, seconds
+    return {}, *timing
 
 
 def bench_sample(torch, model, config, args, device):
@@ -360,12 +397,12 @@ def bench_sample(torch, model, config, args, device):
                 new_chain()  # the timing starts on a fresh chain
             step(i)
 
-        warmup_times, seconds = timed_loop(torch, device, run, args.warmup, args.steps)
-    seconds_per_step = seconds / args.steps
-    result = {"sample_images_per_s": args.batch / (seconds_per_step * chain),
-              "sampler": args.sampler, "chain_steps": chain,
-              "sample_steps_run": len(window), "seconds_per_step": seconds_per_step}
-    return result, warmup_times, seconds
+        # A round of --steps reverse steps is worth that fraction of a chain of `chain` steps.
+        warmup_times, rates, round_seconds = timed_rounds(
+            torch, device, run, args, images_per_round=args.batch * args.steps / chain)
+    result = {"sampler": args.sampler, "chain_steps": chain, "sample_steps_run": len(window),
+              "seconds_per_step": statistics.median(round_seconds) / args.steps}
+    return result, warmup_times, rates, round_seconds
 
 
 def peak_memory_bytes(torch, device):
@@ -446,8 +483,12 @@ def main(argv=None):
     parameters = sum(p.numel() for p in model.parameters())
 
     bench = bench_train if args.mode == "train" else bench_sample
-    result, warmup_times, seconds = bench(torch, model, config, args, device)
-    step_seconds = seconds / args.steps
+    try:
+        result, warmup_times, rates, round_seconds = bench(torch, model, config, args, device)
+    except SyncInputClosed as error:
+        parser.exit(2, f"bench_diffusers.py: error: {error}\n")
+    seconds = sum(round_seconds)
+    step_seconds = statistics.median(round_seconds) / args.steps
     compile_seconds = max(0.0, warmup_times[0] - step_seconds) if args.compile else None
 
     rate_key = "train_images_per_s" if args.mode == "train" else "sample_images_per_s"
@@ -463,7 +504,8 @@ def main(argv=None):
         "torch_version": torch.__version__,
         "diffusers_version": diffusers.__version__,
         "parameters": parameters,
-        rate_key: result.pop(rate_key),
+        rate_key: statistics.median(rates),
+        "rounds": rates,
         "peak_memory_bytes": peak_memory_bytes(torch, device),
         "seconds": seconds,
         "steps": args.steps,
@@ -477,8 +519,8 @@ def main(argv=None):
             f"steps run, extrapolated)" if args.mode == "sample" else "training")
     print(f"diffusers {what}: {record[rate_key]:.4g} images/s | batch {args.batch}, "
           f"{args.precision}, {'compiled' if args.compile else 'eager'}, {device}, "
-          f"{threads} threads | {args.steps} steps in {seconds:.2f} s "
-          f"({1000 * step_seconds:.1f} ms/step) | peak memory "
+          f"{threads} threads | {args.rounds} x {args.steps} steps in {seconds:.2f} s "
+          f"(median {1000 * step_seconds:.1f} ms/step) | peak memory "
           f"{record['peak_memory_bytes'] / 2**20:.1f} MiB | {parameters:,} parameters")
     if args.compile:
         print(f"compile: {compile_seconds:.2f} s (first warm-up step {warmup_times[0]:.2f} s "
