@@ -9,7 +9,7 @@
 //
 // Forward, per sample n and group g of D channels (M = HW * D values):
 //   mean, var over the group; r = 1 / sqrt(var + eps)
-//   z = (x - mean) r gamma_c + beta_c = x scale_c + shift_c;  y = z sigmoid(z) (or y = z)
+//   z = (x - mean) r gamma_c + beta_c;  y = z sigmoid(z) (or y = z)
 // Backward, with dz = dy swish'(z) = dy s (1 + z (1 - s)), s = sigmoid(z), and per channel
 // a_c = sum_hw dz, b_c = sum_hw dz x:
 //   dbeta_c += a_c;  dgamma_c += r (b_c - mean a_c)
@@ -109,6 +109,12 @@ void forward_sample(const float* x, const float* gamma, const float* beta, float
                     float* rstd, Dims d, double eps, bool swish) {
   const int64_t C = d.channels, D = d.per_group();
   const Tiling t(d);
+  // Sums of v = x - pivot_c, with pivot_c the channel's first value: the variance then comes
+  // from small deviations instead of the difference of two large sums (a mean far from 0, or a
+  // group of one value, would lose it to rounding).
+  const std::vector<float> pivot(x, x + C);
+  const std::vector<float> pivot_t = tiled(pivot, t.span);
+  const float* __restrict p = pivot_t.data();
   std::vector<double> sum(C, 0.0), sum_sq(C, 0.0);
   std::vector<float> tile_sum(t.span, 0.0f), tile_sum_sq(t.span, 0.0f);
   int64_t tiles = 0;
@@ -118,45 +124,54 @@ void forward_sample(const float* x, const float* gamma, const float* beta, float
     float* __restrict s1 = tile_sum.data();
     float* __restrict s2 = tile_sum_sq.data();
     for (int64_t j = 0; j < length; ++j) {
-      s1[j] += in[j];
-      s2[j] += in[j] * in[j];
+      const float v = in[j] - p[j];
+      s1[j] += v;
+      s2[j] += v * v;
     }
     if (ends_block(t, start, tiles)) {
       fold_into(tile_sum, sum);
       fold_into(tile_sum_sq, sum_sq);
     }
   }
-  std::vector<float> scale(C), shift(C);
+  std::vector<float> scale(C), group_mean(C);
   const double count = double(d.rows * D);
+  const double rows = double(d.rows);
   for (int64_t g = 0; g < d.groups; ++g) {
-    double s = 0.0, s2 = 0.0;
-    for (int64_t c = g * D; c < (g + 1) * D; ++c) {
-      s += sum[c];
-      s2 += sum_sq[c];
-    }
+    double s = 0.0;
+    for (int64_t c = g * D; c < (g + 1) * D; ++c) s += sum[c] + rows * pivot[c];
     const double m = s / count;
-    const double r = 1.0 / std::sqrt(std::max(s2 / count - m * m, 0.0) + eps);
+    // sum over the channel of (x - m)^2 = sum (v + pivot - m)^2
+    double squares = 0.0;
+    for (int64_t c = g * D; c < (g + 1) * D; ++c) {
+      const double offset = double(pivot[c]) - m;
+      squares += sum_sq[c] + 2.0 * offset * sum[c] + rows * offset * offset;
+    }
+    const double r = 1.0 / std::sqrt(std::max(squares / count, 0.0) + eps);
     mean[g] = float(m);
     rstd[g] = float(r);
     for (int64_t c = g * D; c < (g + 1) * D; ++c) {
       scale[c] = float(r * gamma[c]);
-      shift[c] = float(beta[c] - m * r * gamma[c]);
+      group_mean[c] = float(m);
     }
   }
-  const std::vector<float> scale_t = tiled(scale, t.span), shift_t = tiled(shift, t.span);
+  // z = (x - mean) r gamma + beta: centred first, so that a large r (a group of nearly equal
+  // values) does not cancel two large terms.
+  const std::vector<float> scale_t = tiled(scale, t.span), mean_t = tiled(group_mean, t.span),
+                           beta_t = tiled(std::vector<float>(beta, beta + C), t.span);
   const float* __restrict a = scale_t.data();
-  const float* __restrict b = shift_t.data();
+  const float* __restrict mu = mean_t.data();
+  const float* __restrict b = beta_t.data();
   for (int64_t start = 0; start < t.total; start += t.span) {
     const int64_t length = std::min(t.span, t.total - start);
     const float* __restrict in = x + start;
     float* __restrict out = y + start;
     if (swish) {
       for (int64_t j = 0; j < length; ++j) {
-        const float z = in[j] * a[j] + b[j];
+        const float z = (in[j] - mu[j]) * a[j] + b[j];
         out[j] = z * sigmoid(z);
       }
     } else {
-      for (int64_t j = 0; j < length; ++j) out[j] = in[j] * a[j] + b[j];
+      for (int64_t j = 0; j < length; ++j) out[j] = (in[j] - mu[j]) * a[j] + b[j];
     }
   }
 }
@@ -170,12 +185,12 @@ void backward_sample(const float* x, const float* dy, const float* gamma, const 
   const Tiling t(d);
   std::vector<float> scale(C), shift(C);
   for (int64_t c = 0; c < C; ++c) {
-    const int64_t g = c / D;
-    scale[c] = rstd[g] * gamma[c];
-    shift[c] = beta[c] - mean[g] * scale[c];
+    scale[c] = rstd[c / D] * gamma[c];
+    shift[c] = beta[c] - mean[c / D] * scale[c];
   }
   const std::vector<float> scale_t = tiled(scale, t.span), shift_t = tiled(shift, t.span);
-  // dz, written into dx, with a_c = sum dz and b_c = sum dz x.
+  // dz, written into dx, with a_c = sum dz and b_c = sum dz x. (A centred x - mean here would
+  // be more accurate for means far from 0, but GCC 12 then vectorises none of this loop.)
   std::vector<double> a(C, 0.0), b(C, 0.0);
   std::vector<float> tile_a(t.span, 0.0f), tile_b(t.span, 0.0f);
   const float* __restrict k = scale_t.data();
@@ -221,6 +236,7 @@ void backward_sample(const float* x, const float* dy, const float* gamma, const 
       s1 += gamma[c] * a[c];
       s2 += gamma[c] * centred * r;
     }
+    // dx = r gamma dz - (x - mean) r^2 S2 / M - r S1 / M
     const double coefficient_x = -r * r * s2 / count;
     const double constant = -r * s1 / count - m * coefficient_x;
     for (int64_t c = g * D; c < (g + 1) * D; ++c) {

@@ -125,6 +125,8 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   copy_weights(*model, *ema_model);
   model->to(device);
   ema_model->to(device);
+  model->set_channels_last(prefers_channels_last(device));  // before the optimizer's state
+  ema_model->set_channels_last(prefers_channels_last(device));
   ema_model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
   TrainStep train_step(model, ema_model, schedule, options, bf16, group.get());

@@ -60,9 +60,11 @@ void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
         step == state.optimizer.end()) {
       continue;  // saved before the first step
     }
+    // In the parameter's layout (channels-last weights on the CPU), as Adam would create them.
+    const auto layout = item.value().suggest_memory_format();
     auto adam = std::make_unique<torch::optim::AdamParamState>();
-    adam->exp_avg(exp_avg->second.to(device).clone());
-    adam->exp_avg_sq(exp_avg_sq->second.to(device).clone());
+    adam->exp_avg(exp_avg->second.to(device).clone(layout));
+    adam->exp_avg_sq(exp_avg_sq->second.to(device).clone(layout));
     adam->step(step->second.item<int64_t>());
     optimizer.state()[item.value().unsafeGetTensorImpl()] = std::move(adam);
   }

@@ -119,6 +119,7 @@ int run_sample(int argc, char** argv) {
   load_state_dict(*model, use_ema ? state.ema : state.model,
                   "checkpoint '" + checkpoint.string() + "'");
   model->to(device);
+  model->set_channels_last(prefers_channels_last(device));
   model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
   const SamplerOptions sampler = sampler_options(sample);
