@@ -22,7 +22,8 @@ Warm-up steps (which include torch.compile's compilation) are excluded from the 
 first warm-up step's time, less a timed step's, is printed as the compile time. The timed steps
 run as --rounds rounds of --steps steps; the figure is the median round. With --sync (the
 protocol of `ddpm bench --sync`, driven by scripts/bench_compare.py) it prints `ready` after the
-warm-up, then starts each round on a line from stdin and prints `round IMAGES_PER_S` after it.
+warm-up, then starts each round on a line from stdin, prints `round IMAGES_PER_S` after it, and
+finishes when stdin closes.
 Exit codes: 0 success, 2 a usage or config error (or stdin closed early under --sync), 1 a
 runtime failure.
 """
@@ -215,8 +216,8 @@ def parse_args(argv):
                              "(default: 1)")
     parser.add_argument("--sync", action="store_true",
                         help="print 'ready' after the warm-up (and compilation), then start each "
-                             "round on a line from stdin and print 'round IMAGES_PER_S' after it "
-                             "(for scripts/bench_compare.py)")
+                             "round on a line from stdin, print 'round IMAGES_PER_S' after it, "
+                             "and finish when stdin closes (for scripts/bench_compare.py)")
     parser.add_argument("--warmup", type=non_negative_int, metavar="W",
                         help="untimed warm-up steps before the timing; they include "
                              "compilation (default: 2, or 3 with --compile)")
@@ -283,6 +284,10 @@ def timed_rounds(torch, device, step, args, images_per_round):
         rates.append(images_per_round / round_seconds[-1])
         if args.sync:
             print(f"round {rates[-1]!r}", flush=True)
+    if args.sync:
+        # Finish only when the driver closes stdin, after every process's last round: tearing
+        # down (torch.compile's worker processes) must not overlap another process's round.
+        sys.stdin.read()
     return warmup_times, rates, round_seconds
 
 

@@ -146,8 +146,9 @@ int run_bench(int argc, char** argv) {
       cxxopts::value<double>()->default_value("0"))(
       "rounds", "timed rounds of --steps steps; the figure is their median",
       cxxopts::value<int>()->default_value("1"))(
-      "sync", "print 'ready' after the warm-up, then start each round on a line from stdin and "
-              "print 'round IMAGES_PER_S' after it (for scripts/bench_compare.py)")(
+      "sync", "print 'ready' after the warm-up, then start each round on a line from stdin, "
+              "print 'round IMAGES_PER_S' after it, and finish when stdin closes (for "
+              "scripts/bench_compare.py)")(
       "profile", "after the rounds, profile one more round: print the operators by self time "
                  "and write a Chrome trace to FILE (chrome://tracing, ui.perfetto.dev)",
       cxxopts::value<std::string>())(
@@ -239,6 +240,12 @@ int run_bench(int argc, char** argv) {
     synchronize(device);
     rates.push_back(round.images / seconds_since(start));
     if (sync) std::cout << "round " << rates.back() << std::endl;
+  }
+  if (sync) {
+    // Finish only when the driver closes stdin, after every process's last round, so that no
+    // process's exit overlaps another's timed round.
+    for (std::string line; std::getline(std::cin, line);) {
+    }
   }
   const double images_per_s = median(rates);
   result[mode == "train" ? "train_images_per_s" : "sample_images_per_s"] = images_per_s;
