@@ -10,6 +10,10 @@ turns: each round every process runs its --steps steps while the others wait, th
 first rotating from round to round. Each round's ratio therefore compares measurements taken
 seconds apart; the report gives the median of the per-round ratios and their min and max.
 
+With --variant NAME=ARGS (our binary with extra arguments) or --variant-binary NAME=PATH
+(another build) the same interleaving measures one of our own settings or builds against
+another; --no-diffusers leaves the diffusers peers out.
+
 Figures: training (--train-batch x --train-steps per round); DDIM sampling (a whole chain of
 --ddim-steps per round); DDPM sampling (--ddpm-steps of the T-step chain per round,
 extrapolated to T). Each process's JSON, its stderr and OUT/summary.json are written to --out.
@@ -257,9 +261,13 @@ def figure_commands(figure, args, python):
                  if figure == "ddim" else
                  f"DDPM sampling, batch {args.sample_batch}, {steps} steps per round "
                  "extrapolated to T")
-    processes = {"ours": [str(args.ddpm), "bench", *common, *ours],
-                 "eager": [python, str(PEER_SCRIPT), *common, *peer]}
-    if not args.no_compile:
+    processes = {"ours": [str(args.ddpm), "bench", *common, *ours]}
+    for name, kind, value in args.variant + args.variant_binary:
+        processes[name] = ([str(args.ddpm), "bench", *common, *ours, *value] if kind == "arguments"
+                           else [str(value), "bench", *common, *ours])
+    if not args.no_diffusers:
+        processes["eager"] = [python, str(PEER_SCRIPT), *common, *peer]
+    if not args.no_compile and not args.no_diffusers:
         # The last --warmup wins: 3 steps, the first of which compiles.
         processes["compiled"] = [python, str(PEER_SCRIPT), *common, *peer, "--compile",
                                  "--warmup", "3"]
@@ -282,12 +290,14 @@ def summarize(rates, orders, results, title):
 
 
 def print_table(summary):
-    print(f"\nddpm bench vs diffusers: {summary['config']} | {summary['threads']} threads, "
+    print(f"\nddpm bench vs its peers: {summary['config']} | {summary['threads']} threads, "
           f"{summary['precision']}, {summary['device']} | {summary['rounds']} interleaved "
           "rounds; ratio = ours/peer, median of the rounds [min, max]")
     for figure in summary["figures"].values():
+        width = max(9, *(len(name) for name in figure["processes"]))
         print(f"\n{figure['title']}")
-        print(f"  {'process':<9} {'images/s':>10}  {'ratio [min, max]':<24} {'peak MiB':>9}")
+        print(f"  {'process':<{width}} {'images/s':>10}  {'ratio [min, max]':<24} "
+              f"{'peak MiB':>9}")
         for name, process in figure["processes"].items():
             ratio = figure["ratios"].get(name)
             spread = (f"{ratio['median']:.2f} [{ratio['min']:.2f}, {ratio['max']:.2f}]"
@@ -296,7 +306,7 @@ def print_table(summary):
             memory = f"{memory / 2**20:.0f}" if isinstance(memory, (int, float)) else "?"
             rate = process["median_images_per_s"]
             rate = f"{rate:.2f}" if rate >= 1 else f"{rate:.4f}"
-            print(f"  {name:<9} {rate:>10}  {spread:<24} {memory:>9}")
+            print(f"  {name:<{width}} {rate:>10}  {spread:<24} {memory:>9}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +331,27 @@ def figure_list(text):
         raise argparse.ArgumentTypeError(
             f"expected a comma-separated subset of {','.join(FIGURES)}, got '{text}'")
     return [figure for figure in FIGURES if figure in names]
+
+
+RESERVED_NAMES = ("ours", "eager", "compiled")
+
+
+def variant(kind):
+    """An argparse type for NAME=VALUE: (name, kind, value); NAME names files, so it is plain."""
+    def parse(text):
+        name, separator, value = text.partition("=")
+        if not separator or not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=VALUE with NAME of letters, digits, - or _, got {text!r}")
+        if name in RESERVED_NAMES:
+            raise argparse.ArgumentTypeError(f"the name {name!r} is taken; choose another")
+        if kind == "arguments":
+            try:
+                return name, kind, shlex.split(value)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+        return name, kind, pathlib.Path(value)
+    return parse
 
 
 def parse_args(argv):
@@ -357,6 +388,18 @@ def parse_args(argv):
                         help="interleaved timed rounds per figure (default: 7)")
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out the torch.compile peer")
+    parser.add_argument("--no-diffusers", action="store_true",
+                        help="leave out both diffusers peers (compare ours with --variant and "
+                             "--variant-binary only)")
+    parser.add_argument("--variant", type=variant("arguments"), action="append", default=[],
+                        metavar="NAME=ARGS",
+                        help="also run our binary with these extra `ddpm bench` arguments as "
+                             "peer NAME, e.g. contiguous='--memory-format contiguous' "
+                             "(repeatable): an A/B of one setting")
+    parser.add_argument("--variant-binary", type=variant("binary"), action="append", default=[],
+                        metavar="NAME=PATH",
+                        help="also run another build of ddpm with the same arguments as peer "
+                             "NAME (repeatable): an A/B of two builds")
     parser.add_argument("--ddpm", type=pathlib.Path, default=build / "ddpm", metavar="PATH",
                         help="our binary (default: $DDPM_BUILD_DIR/ddpm, else build/ddpm)")
     parser.add_argument("--python", type=pathlib.Path, default=ROOT / ".venv" / "bin" / "python",
@@ -368,7 +411,15 @@ def parse_args(argv):
                              "(default: 900)")
     parser.add_argument("--round-timeout", type=positive(float), default=600.0,
                         metavar="SECONDS", help="for one process's round (default: 600)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    names = [name for name, _, _ in args.variant + args.variant_binary]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        parser.error(f"peer names must differ: {', '.join(duplicates)} given twice")
+    if args.no_diffusers and not names:
+        parser.error("--no-diffusers leaves nothing to compare with: add --variant or "
+                     "--variant-binary")
+    return args
 
 
 def check_prerequisites(args):
@@ -377,6 +428,13 @@ def check_prerequisites(args):
     if not (args.ddpm.is_file() and os.access(args.ddpm, os.X_OK)):
         raise UsageError(f"ddpm binary not found: {args.ddpm}; {SETUP_HINT}, or pass "
                          "--ddpm PATH")
+    for name, kind, value in args.variant_binary:
+        if not (value.is_file() and os.access(value, os.X_OK)):
+            raise UsageError(f"--variant-binary {name}={value}: no executable file there")
+    if args.no_diffusers:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.json").unlink(missing_ok=True)
+        return
     if not (args.python.is_file() and os.access(args.python, os.X_OK)):
         raise UsageError(f"Python for the diffusers peer not found: {args.python}; "
                          f"{SETUP_HINT}, or pass --python PATH")

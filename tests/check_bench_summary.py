@@ -7,7 +7,8 @@ and process is present, the rates are positive, each per-round ratio is ours/pee
 recorded for that round, the medians are the medians of those lists (and of each process's own
 JSON), and the order of the processes rotates from round to round. Two failure paths are checked
 too: a missing config (exit 2, naming the file) and a benchmark process that dies before it is
-ready (exit 1, its command and stderr reported, no summary, no hang).
+ready (exit 1, its command and stderr reported, no summary, no hang). And an A/B of one of our
+own settings (--variant, --no-diffusers).
 """
 import argparse
 import json
@@ -63,6 +64,22 @@ def check_failing_process(workdir):
     assert not (out / "summary.json").exists(), "a failed run left a summary.json"
 
 
+def check_variant(ddpm, workdir):
+    # An A/B of one of our settings, without diffusers: the variant runs as its own process with
+    # the extra arguments, and its ratio is computed like a peer's.
+    out = workdir / "variant"
+    run = bench_compare(str(CONFIG), "--ddpm", ddpm, "--out", str(out), "--figures", "train",
+                        "--no-diffusers", "--variant", "contiguous=--memory-format contiguous",
+                        *TINY, timeout=120)
+    assert run.returncode == 0, f"a --variant run failed with exit code {run.returncode}"
+    figure = json.loads((out / "summary.json").read_text())["figures"]["train"]
+    assert list(figure["processes"]) == ["ours", "contiguous"], list(figure["processes"])
+    assert json.loads((out / "contiguous_train.json").read_text())["memory_format"] == "contiguous"
+    expected = [o / c for o, c in zip(figure["processes"]["ours"]["rounds"],
+                                      figure["processes"]["contiguous"]["rounds"])]
+    assert all(close(a, b) for a, b in zip(figure["ratios"]["contiguous"]["rounds"], expected))
+
+
 def check_summary(out):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == ROUNDS
@@ -101,6 +118,7 @@ def main():
     args.workdir.mkdir(parents=True, exist_ok=True)
     check_missing_config(args.ddpm, args.workdir)
     check_failing_process(args.workdir)
+    check_variant(args.ddpm, args.workdir)
     out = args.workdir / "out"
     run = bench_compare(str(CONFIG), "--ddpm", args.ddpm, "--out", str(out), *TINY, timeout=300)
     assert run.returncode == 0, f"bench_compare.py failed with exit code {run.returncode}"
