@@ -97,6 +97,7 @@ class DataLoader::Impl {
 
   torch::Tensor next();
   void restore(const LoaderState& state);
+  void pin_memory(bool enabled) { pin_memory_ = enabled; }
 
   struct Result {
     torch::Tensor batch;
@@ -107,6 +108,7 @@ class DataLoader::Impl {
   const DataConfig data_;
   const int batch_size_, rank_, world_size_, num_workers_;
   const int local_batch_;  // this rank's part of each batch
+  std::atomic<bool> pin_memory_{false};
   const uint64_t seed_;
   const int64_t batches_per_epoch_;
   const size_t image_bytes_;
@@ -271,7 +273,8 @@ torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
   const int64_t batch = position % batches_per_epoch_;
   const auto order = permutation(epoch);
   const int height = data_.height, width = data_.width;
-  torch::Tensor out = torch::empty({local_batch_, data_.channels, height, width}, torch::kFloat);
+  torch::Tensor out = torch::empty({local_batch_, data_.channels, height, width},
+                                   torch::TensorOptions(torch::kFloat).pinned_memory(pin_memory_));
   float* target = out.data_ptr<float>();
   std::vector<uint8_t> chw(image_bytes_);
   for (int i = 0; i < local_batch_; ++i) {
@@ -349,6 +352,7 @@ DataLoader::~DataLoader() = default;
 
 
 torch::Tensor DataLoader::next() { return impl_->next(); }
+void DataLoader::pin_memory(bool enabled) { impl_->pin_memory(enabled); }
 void DataLoader::restore(const LoaderState& state) { impl_->restore(state); }
 int64_t DataLoader::batches_per_epoch() const { return impl_->batches_per_epoch_; }
 int64_t DataLoader::skipped_files() const { return impl_->skipped_.load(); }

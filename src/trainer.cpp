@@ -117,6 +117,8 @@ TrainSummary train(const Config& config, const TrainRun& run) {
 
   DataLoader loader(scan_image_folder(config.data.path), config.data, options.batch_size,
                     options.seed, env.rank, env.world_size);
+  // Pinned batches: the copy to the GPU (non-blocking, below) overlaps the previous step.
+  loader.pin_memory(device.is_cuda());
   const int64_t local_batch = options.batch_size / env.world_size;
   prepare_run_dir(config, run, writer);
   torch::manual_seed(options.seed);  // initial weights and dropout

@@ -58,6 +58,10 @@ class DataLoader {
   // few files are readable to fill a batch (then every later call throws it again).
   torch::Tensor next();
 
+  // Batches in page-locked (pinned) memory from now on, so that a non-blocking copy to a CUDA
+  // device runs asynchronously, overlapping the step before it. Needs a usable CUDA device.
+  void pin_memory(bool enabled);
+
   LoaderState state() const;               // the position of the batch next() returns next
   void restore(const LoaderState& state);  // continue from a state() of an identical loader
 
