@@ -38,9 +38,10 @@ namespace {
 
 // exp(x) without branches, so that loops calling it vectorise (Cephes' expf: x = n ln2 + f,
 // |f| <= ln2 / 2, a degree-5 polynomial for e^f, 2^n from the exponent bits). Relative error
-// below 3e-7 over the clamped range; inputs beyond it give about 1e-38 or 3e38.
+// about 1e-7 against float64 exp over the clamped range [-87.3, 88.3] (a test checks it); inputs
+// beyond it give 1.2e-38 or 2.2e38, never 0 or infinity.
 inline float exp_approx(float x) {
-  x = std::min(std::max(x, -87.3f), 88.7f);
+  x = std::min(std::max(x, -87.3f), 88.3f);
   // n = floor(x log2(e) + 1/2), by truncation of a value made positive (it is >= -126 here).
   const float scaled = x * 1.44269504088896341f + 0.5f;
   const float n = static_cast<float>(static_cast<int32_t>(scaled + 128.0f) - 128);
@@ -350,6 +351,8 @@ bool is_cpu_float_vector(const torch::Tensor& t, int64_t size) {
 }
 
 }  // namespace
+
+float kernel_exp(float x) { return exp_approx(x); }
 
 bool uses_fused_group_norm(const torch::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 4 &&

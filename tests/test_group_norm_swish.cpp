@@ -4,6 +4,8 @@
 // and one channel per group. And the UNet, channels-last against contiguous.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "ddpm/group_norm_swish.h"
 #include "ddpm/unet.h"
 #include "test_support.h"
@@ -74,6 +76,20 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(c.height) + "W" + std::to_string(c.width) + "G" +
              std::to_string(c.groups) + (c.offset != 0.0 ? "Offset" : "");
     });
+
+TEST(FusedGroupNorm, KernelExpMatchesFloat64ExpAndStaysFinite) {
+  double worst = 0.0;
+  for (double x = -87.3; x <= 88.3; x += 1e-3) {
+    const float input = static_cast<float>(x);
+    const double exact = std::exp(static_cast<double>(input));
+    worst = std::max(worst, std::abs(double(kernel_exp(input)) / exact - 1.0));
+  }
+  EXPECT_LT(worst, 2e-7);
+  for (const float x : {-1e30f, -200.0f, 200.0f, 1e30f}) {
+    const float y = kernel_exp(x);
+    EXPECT_TRUE(std::isfinite(y) && y > 0.0f) << "exp(" << x << ") = " << y;
+  }
+}
 
 TEST(FusedGroupNorm, OtherLayoutsGoToATenAndAgree) {
   torch::manual_seed(3);

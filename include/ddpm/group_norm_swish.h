@@ -19,4 +19,7 @@ torch::Tensor group_norm_swish(const torch::Tensor& x, int64_t groups, const tor
 // Whether group_norm_swish() runs the fused kernel for x (exposed for tests).
 bool uses_fused_group_norm(const torch::Tensor& x);
 
+// The kernel's branch-free exp (exposed for tests): inputs clamped to [-87.3, 88.3].
+float kernel_exp(float x);
+
 }  // namespace ddpm
