@@ -84,6 +84,8 @@ torch::Tensor run_linear(torch::nn::Linear& linear, const torch::Tensor& x) {
 torch::Tensor run_norm(torch::nn::GroupNorm& norm, const torch::Tensor& x, bool swish) {
   const auto& options = norm->options;
   auto y = group_norm_swish(x, options.num_groups(), norm->weight, norm->bias, options.eps(), swish);
+  // ATen's path keeps the normalised tensor for swish's backward too; the fused kernel does not.
+  if (swish && !uses_fused_group_norm(x)) count_op(0.0, y);
   count_op(0.0, y);
   return y;
 }
