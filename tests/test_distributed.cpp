@@ -225,8 +225,11 @@ TEST(ProcessGroup, AMissingRankEndsTheRendezvousWithAnError) {
 TEST(DataParallelTrainStep, TwoRanksMatchOneProcessOnTheCombinedBatch) {
   // Rank r trains on rows [4r, 4r + 4) of an 8-image batch; one process trains on all 8. After
   // 3 steps (Adam, clipping, EMA), both ranks hold the same weights, which match the single
-  // process's up to float summation order (tolerance 1e-5 absolute on weights of size ~0.1;
-  // Adam's first steps move each weight by ~lr = 1e-3, so a wrong gradient would show).
+  // process's up to float summation order. Adam divides by the gradient's own running scale,
+  // which magnifies those last-bit differences where a gradient is small: over 19 random
+  // batches the largest weight difference was 1e-6 to 1.5e-5, so the tolerance is 5e-5 absolute
+  // on weights of size ~0.1. Adam's first steps move each weight by ~lr = 1e-3, so a wrong
+  // gradient (not averaged, or half of the batch) would show.
   const DataConfig data = testing::image_config(1, 8, 8);
   ModelConfig model_config = testing::small_model_config();
   model_config.attention_resolutions = {4};
@@ -235,6 +238,7 @@ TEST(DataParallelTrainStep, TwoRanksMatchOneProcessOnTheCombinedBatch) {
   options.warmup_steps = 0;
   options.ema_decay = 0.5;
   const NoiseSchedule schedule{DiffusionConfig{}};
+  torch::manual_seed(5);  // the same batch whatever ran before
   const torch::Tensor x0 = torch::rand({8, 1, 8, 8}, torch::TensorOptions()) * 2 - 1;
   constexpr int kSteps = 3;
 
@@ -273,9 +277,9 @@ TEST(DataParallelTrainStep, TwoRanksMatchOneProcessOnTheCombinedBatch) {
     ASSERT_TRUE(torch::equal(p0[i], p1[i])) << "parameter " << i << " differs between ranks";
     largest_difference = std::max(largest_difference,
                                   (p0[i] - reference[i]).abs().max().item<double>());
-    EXPECT_TRUE(torch::allclose(e0[i], ereference[i], 0.0, 1e-5)) << "EMA parameter " << i;
+    EXPECT_TRUE(torch::allclose(e0[i], ereference[i], 0.0, 5e-5)) << "EMA parameter " << i;
   }
-  EXPECT_LT(largest_difference, 1e-5);
+  EXPECT_LT(largest_difference, 5e-5);
 }
 
 }  // namespace
