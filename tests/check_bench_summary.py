@@ -51,15 +51,15 @@ def check_missing_config(ddpm, workdir):
 
 def check_failing_process(workdir):
     # A stand-in for our binary that fails at once: the peer must be stopped, the failure
-    # reported with the stub's stderr, and no summary written.
-    stub = workdir / "failing_ddpm.sh"
-    stub.write_text("#!/bin/sh\necho 'stub: simulated failure' >&2\nexit 3\n")
-    stub.chmod(0o755)
+    # reported with the stand-in's stderr, and no summary written.
+    failing = workdir / "failing_ddpm.sh"
+    failing.write_text("#!/bin/sh\necho 'failing_ddpm: simulated failure' >&2\nexit 3\n")
+    failing.chmod(0o755)
     out = workdir / "failing"
-    run = bench_compare(str(CONFIG), "--ddpm", str(stub), "--out", str(out), "--figures", "train",
+    run = bench_compare(str(CONFIG), "--ddpm", str(failing), "--out", str(out), "--figures", "train",
                         *TINY, timeout=120)
     assert run.returncode == 1, f"a failing process: exit code {run.returncode}, expected 1"
-    for expected in ("stub: simulated failure", "exited with code 3", str(stub)):
+    for expected in ("failing_ddpm: simulated failure", "exited with code 3", str(failing)):
         assert expected in run.stderr, f"the failure report lacks {expected!r}"
     assert not (out / "summary.json").exists(), "a failed run left a summary.json"
 
