@@ -96,17 +96,27 @@ TEST_F(TrainAndSample, UsageErrorsAreClear) {
   EXPECT_EQ(bad_sampler.exit_code, 2);
 }
 
+// Starts a long `ddpm train` in the background under `timeout` (a bound should the signals be
+// ignored), waits until the file `wait_for` is non-empty, then runs `signals` with the process id
+// of `timeout` in $pid; writes the exit status to `exit` and the output to `log`.
+// `timeout --foreground` passes each signal on to ddpm once; plain `timeout` passes the first
+// one on twice (to ddpm, then to its process group) and ignores later ones.
+std::string signalled_train(const std::string& timeout, const std::string& train_arguments,
+                            const std::filesystem::path& wait_for, const std::string& signals,
+                            const std::filesystem::path& log, const std::filesystem::path& exit) {
+  return timeout + " -s KILL 120 " + std::string(DDPM_BINARY) + " train " + train_arguments + " > " +
+         log.string() + " 2>&1 & pid=$!; for i in $(seq 1200); do [ -s " + wait_for.string() +
+         " ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done; " + signals + "; wait $pid; echo $? > " + exit.string();
+}
+
 TEST_F(TrainAndSample, SigtermFinishesTheStepWritesACheckpointAndExits130) {
-  // A long run in the background; once it has logged a step, send SIGTERM. `timeout` bounds
-  // the test should the signal be ignored.
+  // SIGTERM to `timeout`, which passes it on twice: to ddpm, then to its process group.
   const auto run_dir = path("long");
-  const auto metrics = run_dir / "metrics.jsonl";
-  const std::string command =
-      "timeout -s KILL 120 " + std::string(DDPM_BINARY) + " train " + tiny() + "--out " +
-      run_dir.string() + " --set train.steps=1000000 --set train.checkpoint_every=1000000 > " +
-      path("log.txt").string() + " 2>&1 & pid=$!; for i in $(seq 1200); do [ -s " +
-      metrics.string() + " ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo $? > " +
-      path("exit.txt").string();
+  const std::string command = signalled_train(
+      "timeout",
+      tiny() + "--out " + run_dir.string() +
+          " --set train.steps=1000000 --set train.checkpoint_every=1000000",
+      run_dir / "metrics.jsonl", "kill -TERM $pid", path("log.txt"), path("exit.txt"));
   ASSERT_EQ(std::system(command.c_str()), 0);
   EXPECT_EQ(read_text(path("exit.txt")), "130\n") << read_text(path("log.txt"));
   EXPECT_CONTAINS(read_text(path("log.txt")), "--resume");
@@ -117,6 +127,41 @@ TEST_F(TrainAndSample, SigtermFinishesTheStepWritesACheckpointAndExits130) {
                                 std::to_string(state.step + 2));
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_EQ(load_checkpoint(resolve_checkpoint(run_dir)).step, state.step + 2);
+}
+
+// Steps of batch 256 take over a second on a 2-core CPU, and of batch 512 about three, so each
+// signal below lands within the step after the first.
+TEST_F(TrainAndSample, ASignalRepeatedWithinASecondIsTheSameRequest) {
+  testing::write_image_folder(path("many"), 256, 28, 28);
+  const auto run_dir = path("repeated");
+  const std::string command = signalled_train(
+      "timeout --foreground", tiny(path("many").string()) + "--out " + run_dir.string() +
+          " --set train.steps=1000000 --set train.checkpoint_every=1000000 "
+          "--set train.batch_size=256",
+      run_dir / "metrics.jsonl", "kill -TERM $pid; sleep 0.3; kill -INT $pid", path("log.txt"),
+      path("exit.txt"));
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const std::string log = read_text(path("log.txt"));
+  EXPECT_EQ(read_text(path("exit.txt")), "130\n") << log;
+  EXPECT_CONTAINS(log, "--resume");
+  EXPECT_EQ(log.find("quitting now"), std::string::npos) << log;
+  EXPECT_GE(load_checkpoint(resolve_checkpoint(run_dir)).step, 2);
+}
+
+TEST_F(TrainAndSample, ASecondSignalASecondLaterQuitsAtOnce) {
+  testing::write_image_folder(path("many"), 512, 28, 28);
+  const auto run_dir = path("quit");
+  const std::string command = signalled_train(
+      "timeout --foreground", tiny(path("many").string()) + "--out " + run_dir.string() +
+          " --set train.steps=1000000 --set train.checkpoint_every=1000000 "
+          "--set train.batch_size=512",
+      run_dir / "metrics.jsonl", "kill -TERM $pid; sleep 1.3; kill -TERM $pid", path("log.txt"),
+      path("exit.txt"));
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const std::string log = read_text(path("log.txt"));
+  EXPECT_EQ(read_text(path("exit.txt")), "130\n") << log;
+  EXPECT_CONTAINS(log, "quitting now");
+  EXPECT_FALSE(std::filesystem::exists(run_dir / "checkpoints" / "latest")) << log;
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 // `ddpm train`: train on an image folder; resumable, stoppable with Ctrl-C / SIGTERM.
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 
@@ -19,14 +22,41 @@ namespace ddpm::cli {
 namespace {
 
 std::atomic<bool> stop_requested{false};
+std::atomic<std::int64_t> first_signal_ns{0};
 
-// First signal: finish the step, checkpoint, exit. Second: exit at once; checkpoints are
-// written atomically, so the last one stays loadable.
+// A repeat this soon after the first signal is the same request delivered twice: coreutils
+// `timeout` signals its child and then the child's process group, and Slurm signals every
+// process of a job step.
+constexpr std::int64_t kRepeatWindowNs = 1'000'000'000;
+
+std::int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
+
+void write_stderr(const char* text, std::size_t size) {
+  [[maybe_unused]] const auto written = ::write(2, text, size);
+}
+
+// First signal: finish the step, checkpoint, exit. A second one at least a second later: exit at
+// once; checkpoints are written atomically, so the last one stays loadable.
 extern "C" void on_stop_signal(int) {
-  if (stop_requested.exchange(true)) ::_exit(130);
+  const std::int64_t now = std::max<std::int64_t>(monotonic_ns(), 1);
+  std::int64_t first = 0;
+  if (first_signal_ns.compare_exchange_strong(first, now)) {
+    stop_requested.store(true);
+    static const char message[] =
+        "\nstopping after this step and writing a checkpoint (a second signal, a second or more "
+        "later, quits at once)\n";
+    write_stderr(message, sizeof message - 1);
+    return;
+  }
+  if (now - first < kRepeatWindowNs) return;
   static const char message[] =
-      "\nstopping after this step and writing a checkpoint (signal again to quit now)\n";
-  [[maybe_unused]] const auto written = ::write(2, message, sizeof message - 1);
+      "\nquitting now, without a checkpoint; the last one written stays loadable\n";
+  write_stderr(message, sizeof message - 1);
+  ::_exit(130);
 }
 
 std::string command_line(int argc, char** argv) {
