@@ -3,6 +3,8 @@
 // independence, and SIGTERM handling.
 #include <gtest/gtest.h>
 
+#include <torch/cuda.h>
+
 #include <fstream>
 
 #include "ddpm/checkpoint.h"
@@ -21,11 +23,12 @@ class TrainAndSample : public ::testing::Test {
   TrainAndSample() : temp_("cli_train") {
     testing::write_image_folder(temp_.path() / "images", 40, 28, 28);
   }
-  // The shipped tiny config, four steps, on the generated folder (or on `data`).
-  std::string tiny(const std::string& data = "") const {
+  // The shipped tiny config, four steps, on the generated folder (or on `data`), by default on
+  // the CPU: exact, and with the step times that the signal tests count on.
+  std::string tiny(const std::string& data = "", const std::string& device = "cpu") const {
     return "--config " + std::string(DDPM_SOURCE_DIR) + "/configs/tiny.json --data " +
            (data.empty() ? (temp_.path() / "images").string() : data) +
-           " --set train.steps=4 --set train.log_every=1 ";
+           " --set train.steps=4 --set train.log_every=1 --set train.device=" + device + " ";
   }
   std::filesystem::path path(const std::string& name) const { return temp_.path() / name; }
   TempDir temp_;
@@ -39,7 +42,7 @@ TEST_F(TrainAndSample, TrainThenSampleWritesPngsWithMetadata) {
   EXPECT_CONTAINS(read_text(path("run") / "command.txt"), "train --config");
 
   const std::string sample = "sample --checkpoint " + path("run").string() +
-                             " --sampler ddim --steps 5 --num 3 --seed 11 ";
+                             " --sampler ddim --steps 5 --num 3 --seed 11 --device cpu ";
   const auto sampled = run_ddpm(sample + "--batch 2 --out " + path("out").string() +
                                 " --grid " + path("grid.png").string() + " --trajectory 2");
   ASSERT_EQ(sampled.exit_code, 0) << sampled.output;
@@ -78,6 +81,26 @@ TEST_F(TrainAndSample, TrainThenSampleWritesPngsWithMetadata) {
   EXPECT_EQ(std::filesystem::last_write_time(path("out") / "sample_00000.png"), before);
   const auto replaced = run_ddpm(sample + "--out " + path("out").string() + " --overwrite");
   EXPECT_EQ(replaced.exit_code, 0) << replaced.output;
+}
+
+// The GPU path end to end: bf16 training, a resumed run, DDPM sampling, all on CUDA.
+TEST_F(TrainAndSample, CudaTrainsResumesAndSamples) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const std::string run_dir = path("cuda").string();
+  const auto trained = run_ddpm("train " + tiny("", "cuda") + "--out " + run_dir +
+                                " --set train.precision=bf16 --set train.checkpoint_every=2");
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  EXPECT_CONTAINS(trained.output, "training on cuda");
+  const auto resumed = run_ddpm("train --out " + run_dir + " --resume --set train.steps=6");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(load_checkpoint(resolve_checkpoint(run_dir)).step, 6);
+  const auto sampled = run_ddpm("sample --checkpoint " + run_dir + " --device cuda --sampler ddpm "
+                                "--steps 1000 --num 3 --seed 5 --out " + path("cuda_out").string());
+  ASSERT_EQ(sampled.exit_code, 0) << sampled.output;
+  for (int i = 0; i < 3; ++i) {
+    const auto file = path("cuda_out") / ("sample_0000" + std::to_string(i) + ".png");
+    EXPECT_EQ(read_image(file, 1).height, 28) << file;
+  }
 }
 
 TEST_F(TrainAndSample, UsageErrorsAreClear) {
@@ -129,15 +152,15 @@ TEST_F(TrainAndSample, SigtermFinishesTheStepWritesACheckpointAndExits130) {
   EXPECT_EQ(load_checkpoint(resolve_checkpoint(run_dir)).step, state.step + 2);
 }
 
-// Steps of batch 256 take over a second on a 2-core CPU, and of batch 512 about three, so each
-// signal below lands within the step after the first.
+// Steps of batch 256 take over a second on two CPU threads, and of batch 512 about three, so
+// each signal below lands within the step after the first.
 TEST_F(TrainAndSample, ASignalRepeatedWithinASecondIsTheSameRequest) {
   testing::write_image_folder(path("many"), 256, 28, 28);
   const auto run_dir = path("repeated");
   const std::string command = signalled_train(
       "timeout --foreground", tiny(path("many").string()) + "--out " + run_dir.string() +
           " --set train.steps=1000000 --set train.checkpoint_every=1000000 "
-          "--set train.batch_size=256",
+          "--set train.batch_size=256 --threads 2",
       run_dir / "metrics.jsonl", "kill -TERM $pid; sleep 0.3; kill -INT $pid", path("log.txt"),
       path("exit.txt"));
   ASSERT_EQ(std::system(command.c_str()), 0);
@@ -154,7 +177,7 @@ TEST_F(TrainAndSample, ASecondSignalASecondLaterQuitsAtOnce) {
   const std::string command = signalled_train(
       "timeout --foreground", tiny(path("many").string()) + "--out " + run_dir.string() +
           " --set train.steps=1000000 --set train.checkpoint_every=1000000 "
-          "--set train.batch_size=512",
+          "--set train.batch_size=512 --threads 2",
       run_dir / "metrics.jsonl", "kill -TERM $pid; sleep 1.3; kill -TERM $pid", path("log.txt"),
       path("exit.txt"));
   ASSERT_EQ(std::system(command.c_str()), 0);
