@@ -61,33 +61,41 @@ else()
   set(DDPM_TORCH_OPENMP "")
 endif()
 
-macro(ddpm_require_package name)
-  find_package(${name} ${ARGN} QUIET)
-  if(NOT ${name}_FOUND)
-    message(FATAL_ERROR "${name} was not found. ${DDPM_APT_HINT}")
+if(DDPM_CARRIED_DEPS)
+  include(DdpmCarriedDeps)  # a machine where nothing can be installed: see that file
+else()
+  macro(ddpm_require_package name)
+    find_package(${name} ${ARGN} QUIET)
+    if(NOT ${name}_FOUND)
+      message(FATAL_ERROR "${name} was not found. ${DDPM_APT_HINT}")
+    endif()
+  endmacro()
+
+  ddpm_require_package(cxxopts)
+  ddpm_require_package(nlohmann_json 3)
+  ddpm_require_package(spdlog)
+
+  # stb ships headers plus a library with the implementations (Debian's libstb-dev).
+  find_path(DDPM_STB_INCLUDE_DIR stb_image.h PATH_SUFFIXES stb)
+  find_library(DDPM_STB_LIBRARY stb)
+  if(NOT DDPM_STB_INCLUDE_DIR OR NOT DDPM_STB_LIBRARY)
+    message(FATAL_ERROR "stb (stb_image.h and libstb) was not found. ${DDPM_APT_HINT}")
   endif()
-endmacro()
+  add_library(ddpm_stb INTERFACE)
+  target_include_directories(ddpm_stb INTERFACE "${DDPM_STB_INCLUDE_DIR}")
+  target_link_libraries(ddpm_stb INTERFACE "${DDPM_STB_LIBRARY}")
 
-ddpm_require_package(cxxopts)
-ddpm_require_package(nlohmann_json 3)
-ddpm_require_package(spdlog)
+  # c10d's Gloo backend is compiled into LibTorch, but LibTorch's headers for it include Gloo's
+  # own headers, which pip's torch does not ship: take them (headers only, nothing is linked) from
+  # the system (Debian's libgloo-dev).
+  find_path(DDPM_GLOO_INCLUDE_DIR gloo/algorithm.h)
+  if(NOT DDPM_GLOO_INCLUDE_DIR)
+    message(FATAL_ERROR "Gloo's headers (gloo/algorithm.h) were not found. ${DDPM_APT_HINT}")
+  endif()
 
-# stb ships headers plus a library with the implementations (Debian's libstb-dev).
-find_path(DDPM_STB_INCLUDE_DIR stb_image.h PATH_SUFFIXES stb)
-find_library(DDPM_STB_LIBRARY stb)
-if(NOT DDPM_STB_INCLUDE_DIR OR NOT DDPM_STB_LIBRARY)
-  message(FATAL_ERROR "stb (stb_image.h and libstb) was not found. ${DDPM_APT_HINT}")
-endif()
-add_library(ddpm_stb INTERFACE)
-target_include_directories(ddpm_stb INTERFACE "${DDPM_STB_INCLUDE_DIR}")
-target_link_libraries(ddpm_stb INTERFACE "${DDPM_STB_LIBRARY}")
-
-# c10d's Gloo backend is compiled into LibTorch, but LibTorch's headers for it include Gloo's
-# own headers, which pip's torch does not ship: take them (headers only, nothing is linked) from
-# the system (Debian's libgloo-dev).
-find_path(DDPM_GLOO_INCLUDE_DIR gloo/algorithm.h)
-if(NOT DDPM_GLOO_INCLUDE_DIR)
-  message(FATAL_ERROR "Gloo's headers (gloo/algorithm.h) were not found. ${DDPM_APT_HINT}")
+  if(DDPM_BUILD_TESTS)
+    ddpm_require_package(GTest)
+  endif()
 endif()
 
 # NCCL's header for c10d's NCCL backend: pip's CUDA torch carries it in nvidia/nccl/include.
@@ -101,7 +109,6 @@ if(DDPM_WITH_CUDA)
 endif()
 
 if(DDPM_BUILD_TESTS)
-  ddpm_require_package(GTest)
   find_package(Python3 COMPONENTS Interpreter QUIET)
 endif()
 
