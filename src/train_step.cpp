@@ -67,11 +67,15 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
                                   .betas({options.adam_beta1, options.adam_beta2})
                                   .eps(options.adam_eps)
                                   .weight_decay(options.weight_decay)),
-      ema_(*model, *ema_model, options.ema_decay) {}
+      ema_(*model, *ema_model, options.ema_decay),
+      noise_(schedule.timesteps()) {}
 
 TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
                                  bool stop_requested) {
-  const NoiseDraw draw = draw_noise(x0, schedule_.timesteps(), noise);
+  const NoiseDraw draw = noise_.take(x0, noise);
+  // The next step's draws, made while this one runs (the step after `step` is step + 1 of the
+  // same examples, in ddpm train and in ddpm bench).
+  noise_.prefetch(x0, {noise.seed, noise.step + 1, noise.first_example});
   const double lr = learning_rate(options_, step);
   for (auto& group : optimizer_.param_groups()) {
     static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);

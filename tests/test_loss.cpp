@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "ddpm/loss.h"
+#include "ddpm/noise_prefetch.h"
 #include "ddpm/unet.h"
 #include "test_support.h"
 
@@ -69,6 +70,36 @@ TEST(SimpleLoss, ABatchSplitInPartsDrawsWhatTheWholeBatchDraws) {
   EXPECT_NEAR(many.t.to(torch::kDouble).mean().item<double>(), 499.5, 33.0);  // 5 * 289 / sqrt(2000)
   EXPECT_GE(many.t.min().item<int64_t>(), 0);
   EXPECT_LT(many.t.max().item<int64_t>(), 1000);
+}
+
+// TrainStep draws each step's noise through a NoisePrefetcher: its draws must be draw_noise's,
+// prefetched for the key asked for next, and drawn on the spot for any other key or shape.
+TEST(NoisePrefetcher, HandsOutDrawNoisesDrawsPrefetchedOrNot) {
+  const auto x0 = torch::zeros({5, 2, 3, 3});
+  NoisePrefetcher prefetcher(50);
+  const auto check = [&](const torch::Tensor& x, const NoiseKey& key, bool prefetched) {
+    const NoiseDraw got = prefetcher.take(x, key);
+    const NoiseDraw want = draw_noise(x, 50, key);
+    EXPECT_EQ(prefetcher.took_prefetched(), prefetched) << "step " << key.step;
+    EXPECT_TRUE(torch::equal(got.t, want.t)) << "step " << key.step;
+    EXPECT_TRUE(torch::equal(got.eps, want.eps)) << "step " << key.step;
+    EXPECT_EQ(got.eps.sizes(), x.sizes());
+  };
+  check(x0, {7, 0, 0}, false);  // nothing prefetched yet
+  prefetcher.prefetch(x0, {7, 1, 0});
+  check(x0, {7, 1, 0}, true);
+  prefetcher.prefetch(x0, {7, 2, 0});
+  check(x0, {7, 3, 0}, false);  // another step
+  prefetcher.prefetch(x0, {7, 4, 0});
+  check(x0.narrow(0, 0, 3), {7, 4, 0}, false);  // another batch size
+  prefetcher.prefetch(x0, {7, 5, 5});
+  check(x0, {7, 5, 0}, false);  // another first example
+  prefetcher.prefetch(x0, {8, 6, 0});
+  check(x0, {7, 6, 0}, false);  // another seed
+  prefetcher.prefetch(x0, {7, 7, 0});
+  prefetcher.prefetch(x0, {7, 8, 0});  // replaces the one before
+  check(x0, {7, 8, 0}, true);
+  prefetcher.prefetch(x0, {7, 9, 0});  // left in flight: the destructor waits for it
 }
 
 TEST(SimpleLoss, TrainingOnAFixedBatchDrivesTheLossDown) {

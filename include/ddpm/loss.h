@@ -32,6 +32,10 @@ struct NoiseKey {
 // (seed, step, example index): the draws do not depend on how a batch is split over processes,
 // on the device, or on anything drawn before, so a resumed or re-sharded run draws the same.
 NoiseDraw draw_noise(const torch::Tensor& x0, int64_t timesteps, const NoiseKey& key);
+// The same draws for a batch of `sizes` ([B, C, H, W]), left on the CPU: float32 eps, in
+// page-locked memory when `pinned` (for a non-blocking copy to a GPU).
+NoiseDraw draw_noise_on_cpu(at::IntArrayRef sizes, int64_t timesteps, const NoiseKey& key,
+                            bool pinned = false);
 
 // Mean squared error between eps and eps_theta(x_t, t), averaged over every element.
 torch::Tensor simple_loss(const EpsilonPredictor& model, const NoiseSchedule& schedule,

@@ -1,7 +1,8 @@
 // One optimisation step of L_simple: draw t and eps, forward (bf16 autocast on CUDA when asked),
 // backward, average the gradients over the ranks of a data-parallel run, clip the global
 // gradient norm, and, when that norm is finite, Adam with the step's warm-up learning rate and
-// the EMA update. Shared by train() and `ddpm bench`.
+// the EMA update. The next step's noise is drawn meanwhile (noise_prefetch.h). Shared by train()
+// and `ddpm bench`.
 #pragma once
 
 #include <torch/torch.h>
@@ -9,6 +10,7 @@
 #include "ddpm/config.h"
 #include "ddpm/ema.h"
 #include "ddpm/loss.h"
+#include "ddpm/noise_prefetch.h"
 #include "ddpm/process_group.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
@@ -45,6 +47,7 @@ class TrainStep {
   std::vector<torch::Tensor> parameters_;
   torch::optim::Adam optimizer_;
   ExponentialMovingAverage ema_;
+  NoisePrefetcher noise_;
 };
 
 // The learning rate at a step (0-based): linear warm-up to train.lr over warmup_steps.
