@@ -150,12 +150,17 @@ def diffusers_model(config, UNet2DModel):
     widths = [model["base_channels"] * m for m in model["channel_mult"]]
     attention = [(min(height, width) >> level) in model["attention_resolutions"]
                  for level in range(levels)]
-    head_dims = {widths[level] // model["attention_heads"]
-                 for level in range(levels) if attention[level]}
-    head_dims.add(widths[-1] // model["attention_heads"])
-    if len(head_dims) != 1:
-        raise UsageError("diffusers takes one attention head width for every level; this "
-                         f"config's attention levels have head widths {sorted(head_dims)}")
+    head_channels = model.get("attention_head_channels", 0)
+    if head_channels:
+        head_dim = head_channels
+    else:
+        head_dims = {widths[level] // model["attention_heads"]
+                     for level in range(levels) if attention[level]}
+        head_dims.add(widths[-1] // model["attention_heads"])
+        if len(head_dims) != 1:
+            raise UsageError("diffusers takes one attention head width for every level; this "
+                             f"config's attention levels have head widths {sorted(head_dims)}")
+        head_dim = head_dims.pop()
     return UNet2DModel(
         sample_size=(height, width),
         in_channels=config["data"]["channels"],
@@ -164,12 +169,12 @@ def diffusers_model(config, UNet2DModel):
         layers_per_block=model["num_res_blocks"],
         down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
         up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
-        attention_head_dim=head_dims.pop(),
+        attention_head_dim=head_dim,
         norm_num_groups=model["norm_groups"],
-        norm_eps=1e-6,
-        downsample_padding=0,
-        flip_sin_to_cos=False,
-        freq_shift=1,
+        norm_eps=model.get("norm_eps", 1e-6),
+        downsample_padding=1 if model.get("downsample_padding") == "symmetric" else 0,
+        flip_sin_to_cos=model.get("time_embedding_order", "sin_cos") == "cos_sin",
+        freq_shift=model.get("time_embedding_shift", 1),
         act_fn="silu",
         time_embedding_type="positional",
         dropout=float(model["dropout"]),

@@ -70,6 +70,7 @@ void save_checkpoint(const fs::path& path, const TrainingState& state) {
   dict.insert("rng", to_ivalue(state.rng));
   dict.insert("loader_epoch", state.loader_epoch);
   dict.insert("loader_batch", state.loader_batch);
+  if (!state.source.empty()) dict.insert("source", state.source);
   write_pickle_file(path, c10::IValue(dict));
 }
 
@@ -101,6 +102,11 @@ TrainingState load_checkpoint(const fs::path& path) {
   state.rng = tensor_map(dict, "rng", path);
   state.loader_epoch = integer_field(dict, "loader_epoch", path);
   state.loader_batch = integer_field(dict, "loader_batch", path);
+  const auto source = dict.find("source");
+  if (source != dict.end()) {
+    if (!source->value().isString()) throw checkpoint_error(path, "has a 'source' that is not text");
+    state.source = source->value().toStringRef();
+  }
   return state;
 }
 

@@ -48,6 +48,25 @@ void validate_model(const ModelConfig& model, const DataConfig& data) {
           "must be >= 1, got " + str(model.num_res_blocks));
   require(model.attention_heads >= 1, "model.attention_heads",
           "must be >= 1, got " + str(model.attention_heads));
+  require(model.attention_head_channels >= 0, "model.attention_head_channels",
+          "must be >= 0 (0: model.attention_heads heads everywhere), got " +
+              str(model.attention_head_channels));
+  require(model.attention_head_channels == 0 || model.attention_heads == 1,
+          "model.attention_heads",
+          "is " + str(model.attention_heads) + " while model.attention_head_channels is " +
+              str(model.attention_head_channels) +
+              "; set one of them (a head count, or channels per head)");
+  require(model.norm_eps > 0.0 && model.norm_eps < 1.0, "model.norm_eps",
+          "must be in (0, 1), got " + str(model.norm_eps));
+  require_choice(model.time_embedding_order, "model.time_embedding_order",
+                 {"sin_cos", "cos_sin"});
+  require(model.time_embedding_shift >= 0.0 &&
+              model.time_embedding_shift < model.base_channels / 2,
+          "model.time_embedding_shift",
+          "must be in [0, base_channels / 2 = " + str(model.base_channels / 2) + "), got " +
+              str(model.time_embedding_shift));
+  require_choice(model.downsample_padding, "model.downsample_padding",
+                 {"asymmetric", "symmetric"});
   require(model.dropout >= 0.0 && model.dropout < 1.0, "model.dropout",
           "must be in [0, 1), got " + str(model.dropout));
   require(model.norm_groups >= 1, "model.norm_groups",
@@ -72,6 +91,17 @@ void validate_model(const ModelConfig& model, const DataConfig& data) {
   for (int level = 0; level < levels; ++level) {
     level_sizes.push_back(std::min(data.height, data.width) >> level);
   }
+  const auto check_heads = [&](int width, const std::string& where) {
+    if (model.attention_head_channels > 0) {
+      require(width % model.attention_head_channels == 0, "model.attention_head_channels",
+              "the " + where + " attention width " + str(width) + " is not divisible by " +
+                  str(model.attention_head_channels) + " channels per head");
+    } else {
+      require(width % model.attention_heads == 0, "model.attention_heads",
+              "the " + where + " attention width " + str(width) + " is not divisible by " +
+                  str(model.attention_heads) + " heads");
+    }
+  };
   for (int resolution : model.attention_resolutions) {
     const auto found = std::find(level_sizes.begin(), level_sizes.end(), resolution);
     std::string sizes;
@@ -79,16 +109,18 @@ void validate_model(const ModelConfig& model, const DataConfig& data) {
     require(found != level_sizes.end(), "model.attention_resolutions",
             str(resolution) + " matches no level; the levels' feature maps (shorter side) are " +
                 sizes);
-    const int width = model.base_channels * model.channel_mult[found - level_sizes.begin()];
-    require(width % model.attention_heads == 0, "model.attention_heads",
-            "the attention width " + str(width) + " is not divisible by " +
-                str(model.attention_heads) + " heads");
+    check_heads(model.base_channels * model.channel_mult[found - level_sizes.begin()],
+                str(resolution) + "x" + str(resolution));
   }
-  const int middle_width = model.base_channels * model.channel_mult.back();
-  require(middle_width % model.attention_heads == 0, "model.attention_heads",
-          "the middle attention width " + str(middle_width) + " is not divisible by " +
-              str(model.attention_heads) + " heads");
+  check_heads(model.base_channels * model.channel_mult.back(), "middle");
 }
+
+int attention_heads_at(const ModelConfig& model, int width) {
+  return model.attention_head_channels > 0 ? width / model.attention_head_channels
+                                           : model.attention_heads;
+}
+
+bool is_training_only_model_key(const std::string& key) { return key == "dropout"; }
 
 namespace {
 
@@ -96,7 +128,20 @@ void validate_diffusion(const DiffusionConfig& diffusion) {
   require(diffusion.timesteps >= 1, "diffusion.timesteps",
           "must be >= 1, got " + str(diffusion.timesteps));
   require_choice(diffusion.schedule, "diffusion.schedule",
-                 {"linear", "cosine", "quadratic", "sigmoid"});
+                 {"linear", "cosine", "quadratic", "sigmoid", "custom"});
+  if (diffusion.schedule == "custom") {
+    require(diffusion.betas.size() == static_cast<size_t>(diffusion.timesteps), "diffusion.betas",
+            "the custom schedule needs one beta per timestep (diffusion.timesteps = " +
+                str(diffusion.timesteps) + "), got " + str(diffusion.betas.size()));
+    for (size_t t = 0; t < diffusion.betas.size(); ++t) {
+      require(diffusion.betas[t] > 0.0 && diffusion.betas[t] < 1.0, "diffusion.betas",
+              "beta[" + str(t) + "] = " + str(diffusion.betas[t]) + " is outside (0, 1)");
+    }
+  } else {
+    require(diffusion.betas.empty(), "diffusion.betas",
+            "is only read by diffusion.schedule \"custom\" (the schedule is \"" +
+                diffusion.schedule + "\"); remove it or set the schedule to custom");
+  }
   require(diffusion.beta_start > 0.0 && diffusion.beta_start < 1.0, "diffusion.beta_start",
           "must be in (0, 1), got " + str(diffusion.beta_start));
   require(diffusion.beta_end > 0.0 && diffusion.beta_end < 1.0, "diffusion.beta_end",
@@ -150,7 +195,8 @@ void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusio
               str(sample.steps));
   require(sample.eta >= 0.0, "sample.eta", "must be >= 0, got " + str(sample.eta));
   require_choice(sample.variance, "sample.variance", {"fixed_large", "fixed_small"});
-  require_choice(sample.spacing, "sample.spacing", {"uniform", "quadratic"});
+  require_choice(sample.spacing, "sample.spacing",
+                 {"uniform", "quadratic", "leading", "trailing", "linspace"});
   require(sample.num_images >= 1, "sample.num_images",
           "must be >= 1, got " + str(sample.num_images));
   require(sample.batch_size >= 1, "sample.batch_size",

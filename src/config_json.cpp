@@ -104,6 +104,22 @@ class ObjectReader {
     out = std::move(result);
   }
 
+  void read(const std::string& key, std::vector<double>& out) {
+    const json* value = find(key);
+    if (!value) return;
+    if (!value->is_array()) {
+      throw config_error(key_path(key), "expected a list of numbers, got " + type_name(*value));
+    }
+    std::vector<double> result;
+    for (const auto& element : *value) {
+      if (!element.is_number()) {
+        throw config_error(key_path(key), "expected a list of numbers, found " + element.dump());
+      }
+      result.push_back(element.get<double>());
+    }
+    out = std::move(result);
+  }
+
   // `data.image_size`: one integer for a square image, or [height, width].
   void read_image_size(const std::string& key, int& height, int& width) {
     const json* value = find(key);
@@ -168,8 +184,13 @@ void read_model(const json& object, ModelConfig& model) {
   reader.read("num_res_blocks", model.num_res_blocks);
   reader.read("attention_resolutions", model.attention_resolutions);
   reader.read("attention_heads", model.attention_heads);
+  reader.read("attention_head_channels", model.attention_head_channels);
   reader.read("dropout", model.dropout);
   reader.read("norm_groups", model.norm_groups);
+  reader.read("norm_eps", model.norm_eps);
+  reader.read("time_embedding_order", model.time_embedding_order);
+  reader.read("time_embedding_shift", model.time_embedding_shift);
+  reader.read("downsample_padding", model.downsample_padding);
   reader.finish();
 }
 
@@ -181,6 +202,7 @@ void read_diffusion(const json& object, DiffusionConfig& diffusion) {
   reader.read("beta_end", diffusion.beta_end);
   reader.read("cosine_s", diffusion.cosine_s);
   reader.read("max_beta", diffusion.max_beta);
+  reader.read("betas", diffusion.betas);
   reader.finish();
 }
 
@@ -294,12 +316,18 @@ json config_to_json(const Config& config) {
                    {"num_res_blocks", model.num_res_blocks},
                    {"attention_resolutions", model.attention_resolutions},
                    {"attention_heads", model.attention_heads},
+                   {"attention_head_channels", model.attention_head_channels},
                    {"dropout", model.dropout},
-                   {"norm_groups", model.norm_groups}};
+                   {"norm_groups", model.norm_groups},
+                   {"norm_eps", model.norm_eps},
+                   {"time_embedding_order", model.time_embedding_order},
+                   {"time_embedding_shift", model.time_embedding_shift},
+                   {"downsample_padding", model.downsample_padding}};
   const DiffusionConfig& diffusion = config.diffusion;
   root["diffusion"] = {{"timesteps", diffusion.timesteps},   {"schedule", diffusion.schedule},
                        {"beta_start", diffusion.beta_start}, {"beta_end", diffusion.beta_end},
-                       {"cosine_s", diffusion.cosine_s},     {"max_beta", diffusion.max_beta}};
+                       {"cosine_s", diffusion.cosine_s},     {"max_beta", diffusion.max_beta},
+                       {"betas", diffusion.betas}};
   const TrainConfig& train = config.train;
   root["train"] = {{"batch_size", train.batch_size},
                    {"steps", train.steps},

@@ -15,7 +15,38 @@ namespace {
 
 const std::vector<std::string> kSamplerNames = {"ddpm", "ddim"};
 const std::vector<std::string> kVarianceNames = {"fixed_large", "fixed_small"};
-const std::vector<std::string> kSpacingNames = {"uniform", "quadratic"};
+const std::vector<std::string> kSpacingNames = {"uniform", "quadratic", "leading", "trailing",
+                                                "linspace"};
+
+// numpy's round(): to the nearest integer, halves to the even one (rint in the default
+// rounding mode).
+int64_t numpy_round(double value) { return static_cast<int64_t>(std::nearbyint(value)); }
+
+// diffusers' "trailing": np.round(np.arange(T, 0, -T / steps)) - 1, increasing. numpy's arange
+// fills value k as start + k * ((start + step) - start), and this repeats that float64
+// arithmetic, so that the results agree where it is not exact (T = 999, 30 steps: 166.5 comes
+// out as 166.50000000000003 and rounds up).
+std::vector<int64_t> trailing_timesteps(int64_t timesteps, int64_t steps) {
+  const double start = double(timesteps), step = -double(timesteps) / double(steps);
+  const double second = start + step, delta = second - start;
+  std::vector<int64_t> result(steps);
+  for (int64_t k = 0; k < steps; ++k) {
+    const double value = k == 0 ? start : k == 1 ? second : start + double(k) * delta;
+    result[steps - 1 - k] = numpy_round(value) - 1;
+  }
+  return result;
+}
+
+// diffusers' "linspace": np.linspace(0, T - 1, steps).round(): value i is i * ((T-1)/(steps-1))
+// in float64, the last exactly T - 1; a single step is {0}.
+std::vector<int64_t> linspace_timesteps(int64_t timesteps, int64_t steps) {
+  std::vector<int64_t> result(steps, 0);
+  if (steps == 1) return result;
+  const double step = double(timesteps - 1) / double(steps - 1);
+  for (int64_t i = 0; i + 1 < steps; ++i) result[i] = numpy_round(double(i) * step);
+  result[steps - 1] = timesteps - 1;
+  return result;
+}
 
 torch::Tensor predict_eps(const EpsilonPredictor& model, const torch::Tensor& x, int64_t t) {
   const auto timestep = torch::full({x.size(0)}, t, x.options().dtype(torch::kLong));
@@ -78,7 +109,8 @@ torch::Tensor run_ddim(const EpsilonPredictor& model, const NoiseSchedule& sched
     torch::Tensor x0 =
         x * table.sqrt_recip_alpha_bar[t] - eps * table.sqrt_recip_alpha_bar_minus_one[t];
     if (options.clip_denoised) {
-      // As the DDIM code and diffusers do: the direction term uses the eps consistent with the
+      // As guided-diffusion's ddim_sample does (diffusers' DDIMScheduler with
+      // use_clipped_model_output=True): the direction term uses the eps consistent with the
       // clipped x0.
       x0.clamp_(-1.0, 1.0);
       eps = (x - x0 * table.sqrt_alpha_bar[t]) * (1.0 / table.sqrt_one_minus_alpha_bar[t]);
@@ -141,9 +173,15 @@ std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, const std:
     throw config_error("sample.steps", "must be in [1, T = " + std::to_string(timesteps) +
                                            "], got " + std::to_string(steps));
   }
+  std::vector<int64_t> result(steps);
+  if (spacing == "leading") {
+    for (int64_t i = 0; i < steps; ++i) result[i] = i * (timesteps / steps);
+    return result;
+  }
+  if (spacing == "trailing") return trailing_timesteps(timesteps, steps);
+  if (spacing == "linspace") return linspace_timesteps(timesteps, steps);
   if (steps == 1) return {timesteps - 1};
   const int64_t last = steps - 1;
-  std::vector<int64_t> result(steps);
   for (int64_t i = 0; i < steps; ++i) {
     if (spacing == "uniform") {
       // floor(i (T-1) / last + 1/2): rounding to nearest, halves up, with integers only.
@@ -206,7 +244,7 @@ uint64_t image_seed(uint64_t seed, int64_t index) {
 torch::Tensor sample_images(const EpsilonPredictor& model, const NoiseSchedule& schedule,
                             const SamplerOptions& options, int64_t first_index, int64_t count,
                             std::vector<int64_t> image_shape, uint64_t seed, torch::Device device,
-                            const SamplerCallback& callback) {
+                            const SamplerCallback& callback, const torch::Tensor& x_T) {
   if (image_shape.size() != 3 || image_shape[0] < 1 || image_shape[1] < 1 || image_shape[2] < 1) {
     throw Error(ErrorKind::runtime, "sample_images: image_shape must be [C, H, W], all >= 1");
   }
@@ -232,8 +270,18 @@ torch::Tensor sample_images(const EpsilonPredictor& model, const NoiseSchedule& 
     return device.is_cuda() ? batch.pin_memory().to(device, /*non_blocking=*/true)
                             : batch.to(device);
   };
-  torch::Tensor x_T = draw();
-  return run_sampler(model, schedule, options, std::move(x_T),
+  torch::Tensor start = draw();  // drawn even when given: the steps' z come after it
+  if (x_T.defined()) {
+    std::vector<int64_t> expected = {count};
+    expected.insert(expected.end(), image_shape.begin(), image_shape.end());
+    if (x_T.sizes() != c10::IntArrayRef(expected)) {
+      throw Error(ErrorKind::runtime, "sample_images: the given x_T must have shape " +
+                                          c10::str(c10::IntArrayRef(expected)) + ", got " +
+                                          c10::str(x_T.sizes()));
+    }
+    start = x_T.to(device, torch::kFloat32);
+  }
+  return run_sampler(model, schedule, options, std::move(start),
                      [&](int) { return draw(); }, callback);
 }
 

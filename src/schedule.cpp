@@ -60,6 +60,7 @@ std::vector<double> make_betas(const DiffusionConfig& config) {
   if (config.schedule == "cosine") {
     return cosine_betas(steps, config.cosine_s, config.max_beta);
   }
+  if (config.schedule == "custom") return config.betas;
   throw config_error("diffusion.schedule", "unknown schedule '" + config.schedule + "'");
 }
 

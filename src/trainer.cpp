@@ -21,6 +21,7 @@
 #include "ddpm/train_step.h"
 #include "ddpm/training_state.h"
 #include "ddpm/unet.h"
+#include "ddpm/weights.h"
 
 namespace ddpm {
 namespace {
@@ -124,7 +125,12 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   torch::manual_seed(options.seed);  // initial weights and dropout
   UNet model(config.model, config.data);
   UNet ema_model(config.model, config.data);
+  if (run.init_weights && !run.resume) {
+    load_state_dict(*model, *run.init_weights, "--init-from " + run.init_source);
+    log::info("starting from the weights of " + run.init_source);
+  }
   copy_weights(*model, *ema_model);
+  std::string weights_source = run.resume ? "" : run.init_source;
   model->to(device);
   ema_model->to(device);
   model->set_channels_last(prefers_channels_last(device));  // before the optimizer's state
@@ -141,6 +147,7 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     const TrainingState state = load_checkpoint(file);
     check_resumable(state, config, file);
     restore_training_state(state, model, ema_model, optimizer, device);
+    weights_source = state.source;
     loader.restore({state.loader_epoch, state.loader_batch});
     step = state.step;
     summary.last_checkpoint = file;
@@ -168,6 +175,7 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     TrainingState state = capture_training_state(model, ema_model, optimizer, device);
     state.step = step;
     state.config = config_to_json(config);
+    state.source = weights_source;
     const LoaderState position = loader.state();
     state.loader_epoch = position.epoch;
     state.loader_batch = position.batch;

@@ -79,26 +79,61 @@ void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
   for (const auto& [name, generator] : default_generators(device)) restore(name, generator);
 }
 
-void check_resumable(const TrainingState& state, const Config& config,
-                     const std::filesystem::path& file) {
+namespace {
+
+// The saved config with today's defaults filled in (configs saved before a key existed lack it).
+nlohmann::json resolved(const nlohmann::json& saved) {
+  try {
+    return config_to_json(config_from_json(saved));
+  } catch (const Error&) {
+    return saved;  // compared as it is: the first differing key is named below
+  }
+}
+
+// Throws for the first key of `sections` (all of a section's keys, or only those listed) whose
+// value differs between the two configs: "KEY is CURRENT but <source> SAVED; <advice>".
+void require_same_keys(const nlohmann::json& saved_config, const Config& config,
+                       const std::vector<std::pair<std::string, std::vector<std::string>>>& sections,
+                       bool skip_training_only, const std::string& source,
+                       const std::string& advice) {
   const nlohmann::json current = config_to_json(config);
-  for (const auto& [section, keys] :
-       std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {"model", {}}, {"data", {"image_size", "channels"}}, {"diffusion", {}}}) {
-    const nlohmann::json saved_section = state.config.value(section, nlohmann::json::object());
+  const nlohmann::json saved_resolved = resolved(saved_config);
+  for (const auto& [section, keys] : sections) {
+    const nlohmann::json saved_section = saved_resolved.value(section, nlohmann::json::object());
     for (const auto& item : current[section].items()) {
       if (!keys.empty() && std::find(keys.begin(), keys.end(), item.key()) == keys.end()) {
         continue;
       }
+      if (skip_training_only && section == "model" && is_training_only_model_key(item.key())) {
+        continue;
+      }
       const nlohmann::json saved = saved_section.value(item.key(), nlohmann::json());
       if (saved != item.value()) {
-        throw config_error(section + "." + item.key(),
-                           "is " + item.value().dump() + " but checkpoint '" + file.string() +
-                               "' was trained with " + saved.dump() +
-                               "; resume with the run's own config (its config.json)");
+        throw config_error(section + "." + item.key(), "is " + item.value().dump() + " but " +
+                                                           source + " " + saved.dump() + "; " +
+                                                           advice);
       }
     }
   }
+}
+
+}  // namespace
+
+void check_resumable(const TrainingState& state, const Config& config,
+                     const std::filesystem::path& file) {
+  require_same_keys(state.config, config,
+                    {{"model", {}}, {"data", {"image_size", "channels"}}, {"diffusion", {}}},
+                    /*skip_training_only=*/false,
+                    "checkpoint '" + file.string() + "' was trained with",
+                    "resume with the run's own config (its config.json)");
+}
+
+void check_same_model(const nlohmann::json& source_config, const Config& config,
+                      const std::string& source) {
+  require_same_keys(source_config, config, {{"model", {}}, {"data", {"image_size", "channels"}}},
+                    /*skip_training_only=*/true, source + " has",
+                    "set it to that in your config (`ddpm config --checkpoint SOURCE` prints the "
+                    "source's whole config)");
 }
 
 }  // namespace ddpm

@@ -8,9 +8,6 @@
 namespace ddpm {
 namespace {
 
-// GroupNorm epsilon of the original network (PyTorch's default is 1e-5).
-constexpr double kNormEps = 1e-6;
-
 torch::Tensor run_resnet(torch::nn::ModuleList& list, size_t index, const torch::Tensor& h,
                          const torch::Tensor& temb) {
   return list[index]->as<ResnetBlockImpl>()->forward(h, temb);
@@ -46,10 +43,11 @@ MidBlockImpl::MidBlockImpl(int64_t channels, int64_t embedding_channels, const M
       attentions(register_module("attentions", torch::nn::ModuleList())) {
   for (int i = 0; i < 2; ++i) {
     resnets->push_back(ResnetBlock(channels, channels, embedding_channels, model.norm_groups,
-                                   kNormEps, model.dropout));
+                                   model.norm_eps, model.dropout));
   }
-  attentions->push_back(
-      AttentionBlock(channels, model.attention_heads, model.norm_groups, kNormEps));
+  attentions->push_back(AttentionBlock(channels,
+                                       attention_heads_at(model, static_cast<int>(channels)),
+                                       model.norm_groups, model.norm_eps));
 }
 
 torch::Tensor MidBlockImpl::forward(torch::Tensor h, const torch::Tensor& temb) {
@@ -89,11 +87,14 @@ UNetImpl::UNetImpl(const ModelConfig& model, const DataConfig& data)
     return std::find(resolutions.begin(), resolutions.end(), size) != resolutions.end();
   };
   const auto make_resnet = [&](int64_t in, int64_t out) {
-    return ResnetBlock(in, out, embedding_channels, model.norm_groups, kNormEps, model.dropout);
+    return ResnetBlock(in, out, embedding_channels, model.norm_groups, model.norm_eps,
+                       model.dropout);
   };
   const auto make_attention = [&](int64_t channels) {
-    return AttentionBlock(channels, model.attention_heads, model.norm_groups, kNormEps);
+    return AttentionBlock(channels, attention_heads_at(model, static_cast<int>(channels)),
+                          model.norm_groups, model.norm_eps);
   };
+  const bool symmetric_padding = model.downsample_padding == "symmetric";
 
   time_embedding = register_module("time_embedding", TimestepEmbedding(base, embedding_channels));
   conv_in = register_module("conv_in",
@@ -114,7 +115,7 @@ UNetImpl::UNetImpl(const ModelConfig& model, const DataConfig& data)
       skip_channels.push_back(channels);
     }
     if (level + 1 < levels) {
-      block->downsamplers->push_back(Downsample(channels));
+      block->downsamplers->push_back(Downsample(channels, symmetric_padding));
       skip_channels.push_back(channels);
     }
     down_blocks->push_back(block);
@@ -138,7 +139,8 @@ UNetImpl::UNetImpl(const ModelConfig& model, const DataConfig& data)
 
   conv_norm_out = register_module(
       "conv_norm_out",
-      torch::nn::GroupNorm(torch::nn::GroupNormOptions(model.norm_groups, channels).eps(kNormEps)));
+      torch::nn::GroupNorm(
+          torch::nn::GroupNormOptions(model.norm_groups, channels).eps(model.norm_eps)));
   conv_out = register_module("conv_out",
                              torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, data.channels, 3)
                                                    .padding(1)));
@@ -152,7 +154,9 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) 
               data_config.height, ", ", data_config.width, "], got ", x.sizes());
   TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(0), "timesteps must have shape [", x.size(0),
               "], got ", t.sizes());
-  const auto temb = time_embedding->forward(timestep_embedding(t, model_config.base_channels));
+  const auto temb = time_embedding->forward(
+      timestep_embedding(t, model_config.base_channels, model_config.time_embedding_shift,
+                         model_config.time_embedding_order == "cos_sin"));
   auto h = run_conv(conv_in, x);
   // conv_in's output is where the activations become channels-last (its input may have 1
   // channel, for which both layouts are the same memory).

@@ -45,15 +45,18 @@ torch::nn::GroupNorm make_norm(int64_t groups, int64_t channels, double eps) {
 
 }  // namespace
 
-torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim) {
+torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, double shift,
+                                 bool cos_first) {
   TORCH_CHECK(t.dim() == 1, "timesteps must have shape [batch], got ", t.sizes());
   TORCH_CHECK(dim >= 4 && dim % 2 == 0, "the embedding width must be even and >= 4, got ", dim);
   const int64_t half = dim / 2;
+  TORCH_CHECK(shift >= 0.0 && shift < double(half), "the frequency shift must be in [0, ", half,
+              "), got ", shift);
   const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(t.device());
-  const auto frequencies =
-      torch::exp(torch::arange(half, options) * (-std::log(10000.0) / double(half - 1)));
-  const auto angles = t.to(torch::kFloat32).unsqueeze(1) * frequencies.unsqueeze(0);
-  return torch::cat({torch::sin(angles), torch::cos(angles)}, 1);
+  const auto exponent = (torch::arange(half, options) * -std::log(10000.0)) / (double(half) - shift);
+  const auto angles = t.to(torch::kFloat32).unsqueeze(1) * torch::exp(exponent).unsqueeze(0);
+  const auto sin = torch::sin(angles), cos = torch::cos(angles);
+  return cos_first ? torch::cat({cos, sin}, 1) : torch::cat({sin, cos}, 1);
 }
 
 void init_variance_scaling(torch::nn::Conv2d& conv, double scale) {
@@ -159,10 +162,12 @@ torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
   return y;
 }
 
-DownsampleImpl::DownsampleImpl(int64_t channels)
-    : conv(register_module("conv", make_conv(channels, channels, 3, 2, 0, 1.0))) {}
+DownsampleImpl::DownsampleImpl(int64_t channels, bool symmetric)
+    : symmetric_padding(symmetric),
+      conv(register_module("conv", make_conv(channels, channels, 3, 2, symmetric ? 1 : 0, 1.0))) {}
 
 torch::Tensor DownsampleImpl::forward(const torch::Tensor& x) {
+  if (symmetric_padding) return run_conv(conv, x);
   return run_conv(conv, F::pad(x, F::PadFuncOptions({0, 1, 0, 1})));
 }
 

@@ -43,6 +43,17 @@ CASES = {
                   "attention_resolutions": [8], "attention_heads": 2, "norm_groups": 16,
                   "dropout": 0.0},
     },
+    # The options of diffusers' UNet2DModel defaults (train_unconditional.py's models): cos
+    # before sin, no frequency shift, GroupNorm eps 1e-5, symmetric downsampling padding, and
+    # heads of 8 channels (4 heads at width 32, 8 at 64).
+    "diffusers_defaults": {
+        "data": {"image_size": 16, "channels": 3},
+        "model": {"base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 2,
+                  "attention_resolutions": [8], "attention_head_channels": 8,
+                  "norm_groups": 8, "dropout": 0.0, "norm_eps": 1e-5,
+                  "time_embedding_order": "cos_sin", "time_embedding_shift": 0,
+                  "downsample_padding": "symmetric"},
+    },
 }
 
 

@@ -350,6 +350,35 @@ TEST(SamplerReproducibility, ImageKIsTheSameWhateverTheBatch) {
   }
 }
 
+TEST(SamplerReproducibility, AGivenXTReplacesOnlyTheStartingNoise) {
+  const NoiseSchedule schedule{DiffusionConfig{}};
+  const EpsilonPredictor toy_model = [](const torch::Tensor& x, const torch::Tensor& t) {
+    return torch::tanh(x) * 0.5 + t.to(torch::kFloat32).view({-1, 1, 1, 1}) * 0.0005;
+  };
+  const std::vector<int64_t> shape = {2, 3, 3};
+  const auto options = make_options(SamplerKind::ddpm, 20, 0, "fixed_large", "uniform", true);
+  // The x_T the generators would draw themselves: the same images, bit for bit.
+  std::vector<torch::Tensor> drawn;
+  for (int64_t k = 0; k < 3; ++k) {
+    auto generator = at::detail::createCPUGenerator(image_seed(5, 4 + k));
+    drawn.push_back(torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat32)));
+  }
+  const auto own = sample_images(toy_model, schedule, options, 4, 3, shape, 5, torch::kCPU);
+  EXPECT_TRUE(torch::equal(
+      own, sample_images(toy_model, schedule, options, 4, 3, shape, 5, torch::kCPU, {},
+                         torch::stack(drawn))));
+  // Another x_T changes the images; a deterministic DDIM chain then depends on it alone.
+  const auto other = torch::randn({3, 2, 3, 3});
+  EXPECT_FALSE(torch::allclose(
+      own, sample_images(toy_model, schedule, options, 4, 3, shape, 5, torch::kCPU, {}, other)));
+  const auto ddim = make_options(SamplerKind::ddim, 10, 0, "fixed_large", "uniform", true);
+  EXPECT_TRUE(torch::equal(
+      sample_images(toy_model, schedule, ddim, 0, 3, shape, 1, torch::kCPU, {}, other),
+      sample_images(toy_model, schedule, ddim, 7, 3, shape, 2, torch::kCPU, {}, other)));
+  EXPECT_THROW(sample_images(toy_model, schedule, ddim, 0, 2, shape, 1, torch::kCPU, {}, other),
+               Error);
+}
+
 TEST(SamplerReproducibility, ImageSeedsAreDistinct) {
   std::vector<uint64_t> seeds;
   for (uint64_t seed = 0; seed < 4; ++seed) {
@@ -360,7 +389,7 @@ TEST(SamplerReproducibility, ImageSeedsAreDistinct) {
 }
 
 TEST(SamplerTimesteps, CountsOrderAndBounds) {
-  for (const std::string spacing : {"uniform", "quadratic"}) {
+  for (const std::string spacing : {"uniform", "quadratic", "leading", "trailing", "linspace"}) {
     for (const int64_t T : {1, 2, 7, 100, 1000}) {
       for (const int64_t steps : {int64_t(1), int64_t(2), int64_t(3), T / 2, T - 1, T}) {
         if (steps < 1 || steps > T) continue;
@@ -369,10 +398,13 @@ TEST(SamplerTimesteps, CountsOrderAndBounds) {
         for (size_t i = 1; i < ts.size(); ++i) ASSERT_LT(ts[i - 1], ts[i]) << spacing;
         EXPECT_GE(ts.front(), 0);
         EXPECT_LE(ts.back(), T - 1);
-        if (steps > 1) {
+        if ((steps > 1 && spacing != "trailing") || spacing == "leading" ||
+            spacing == "linspace") {
           EXPECT_EQ(ts.front(), 0) << spacing;
         }
-        if (spacing == "uniform" || steps == 1) {
+        if (spacing == "uniform" || spacing == "trailing" ||
+            (spacing == "linspace" && steps > 1) ||
+            (steps == 1 && spacing == "quadratic")) {
           EXPECT_EQ(ts.back(), T - 1) << spacing;
         }
       }
@@ -381,6 +413,34 @@ TEST(SamplerTimesteps, CountsOrderAndBounds) {
       EXPECT_EQ(sampling_timesteps(T, int(T), spacing), every) << spacing << " T " << T;
     }
   }
+}
+
+// diffusers' DDIMScheduler.set_timesteps: leading is np.arange(0, steps) * (T // steps), exact
+// in integers. Trailing and linspace go through numpy's float64 arithmetic; the values below are
+// numpy 2's (np.round(np.arange(T, 0, -T / steps)) - 1 and np.linspace(0, T - 1, steps).round()),
+// chosen where a value is a half, so that rounding decides (hf_interop_check.py compares more
+// against diffusers itself).
+TEST(SamplerTimesteps, LeadingTrailingAndLinspaceAreDiffusersSpacings) {
+  using V = std::vector<int64_t>;
+  for (const int64_t T : {1, 7, 10, 999, 1000, 4000}) {
+    for (int64_t steps = 1; steps <= T; steps += (steps < 60 ? 1 : 37)) {
+      V leading;
+      for (int64_t i = 0; i < steps; ++i) leading.push_back(i * (T / steps));
+      ASSERT_EQ(sampling_timesteps(T, int(steps), "leading"), leading) << "T " << T << " " << steps;
+    }
+  }
+  EXPECT_EQ(sampling_timesteps(1000, 4, "leading"), (V{0, 250, 500, 750}));
+  // 999 / 30 steps: 166.5 is 166.50000000000003 in numpy's arithmetic and rounds up.
+  const auto trailing = sampling_timesteps(999, 30, "trailing");
+  EXPECT_EQ(V(trailing.begin(), trailing.begin() + 5), (V{32, 66, 99, 132, 166}));
+  EXPECT_EQ(trailing.back(), 998);
+  EXPECT_EQ(sampling_timesteps(1000, 16, "trailing").front(), 61);  // 62.5 rounds to 62
+  EXPECT_EQ(sampling_timesteps(1000, 1, "trailing"), (V{999}));
+  // 166.5 and 832.5 round to the even neighbour (uniform takes 167 and 833).
+  EXPECT_EQ(sampling_timesteps(1000, 7, "linspace"), (V{0, 166, 333, 500, 666, 832, 999}));
+  EXPECT_EQ(sampling_timesteps(1000, 7, "uniform"), (V{0, 167, 333, 500, 666, 833, 999}));
+  EXPECT_EQ(sampling_timesteps(4, 3, "linspace"), (V{0, 2, 3}));
+  EXPECT_EQ(sampling_timesteps(1000, 1, "linspace"), (V{0}));
 }
 
 TEST(SamplerTimesteps, KnownValues) {

@@ -76,6 +76,20 @@ TEST(UNet, TimeEmbeddingMatchesTheFormula) {
   }
 }
 
+TEST(UNet, TimeEmbeddingShiftAndOrderMatchTheFormula) {
+  // diffusers' defaults: frequency shift 0 and cos before sin.
+  const int64_t dim = 16, half = dim / 2;
+  const std::vector<int64_t> steps = {0, 3, 500};
+  const auto embedding = timestep_embedding(torch::tensor(steps), dim, 0.0, /*cos_first=*/true);
+  for (size_t row = 0; row < steps.size(); ++row) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = double(steps[row]) * std::exp(-std::log(10000.0) * double(i) / half);
+      EXPECT_NEAR(embedding[row][i].item<double>(), std::cos(angle), 2e-4);
+      EXPECT_NEAR(embedding[row][half + i].item<double>(), std::sin(angle), 2e-4);
+    }
+  }
+}
+
 TEST(UNet, OutputDependsOnTimestep) {
   UNet model(small_model_config(), image_config(1, 16, 16));
   randomize(*model, 2);
@@ -117,28 +131,32 @@ TEST(UNet, GroupNormEpsilonIsTheOriginalOne) {
   EXPECT_GT(norms, 5);
 }
 
-TEST(UNet, DownsampleUsesTensorflowSamePadding) {
-  // Naive float64 convolution, stride 2, zero padding only below and to the right.
-  Downsample downsample(1);
-  randomize(*downsample, 3);
-  const auto x = torch::randn({1, 1, 6, 6});
-  const auto y = downsample->forward(x);
-  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, 1, 3, 3}));
-  const auto weight = downsample->conv->weight.to(torch::kFloat64);
-  const double bias = downsample->conv->bias.item<double>();
-  const auto input = x.to(torch::kFloat64);
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) {
-      double sum = bias;
-      for (int a = 0; a < 3; ++a) {
-        for (int b = 0; b < 3; ++b) {
-          const int row = 2 * i + a, column = 2 * j + b;
-          if (row < 6 && column < 6) {
-            sum += weight[0][0][a][b].item<double>() * input[0][0][row][column].item<double>();
+// Naive float64 convolution, stride 2: asymmetric padding (TensorFlow's SAME) puts zeros only
+// below and to the right; symmetric padding one row and column on every side.
+TEST(UNet, DownsamplePaddingIsAsymmetricOrSymmetric) {
+  for (const bool symmetric : {false, true}) {
+    Downsample downsample(1, symmetric);
+    randomize(*downsample, 3);
+    const auto x = torch::randn({1, 1, 6, 6});
+    const auto y = downsample->forward(x);
+    ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, 1, 3, 3}));
+    const auto weight = downsample->conv->weight.to(torch::kFloat64);
+    const double bias = downsample->conv->bias.item<double>();
+    const auto input = x.to(torch::kFloat64);
+    const int offset = symmetric ? -1 : 0;
+    for (int i = 0; i < 3; ++i) {
+      for (int j = 0; j < 3; ++j) {
+        double sum = bias;
+        for (int a = 0; a < 3; ++a) {
+          for (int b = 0; b < 3; ++b) {
+            const int row = 2 * i + a + offset, column = 2 * j + b + offset;
+            if (row >= 0 && column >= 0 && row < 6 && column < 6) {
+              sum += weight[0][0][a][b].item<double>() * input[0][0][row][column].item<double>();
+            }
           }
         }
+        EXPECT_NEAR(y[0][0][i][j].item<double>(), sum, 1e-5) << symmetric << " " << i << "," << j;
       }
-      EXPECT_NEAR(y[0][0][i][j].item<double>(), sum, 1e-5) << i << "," << j;
     }
   }
 }

@@ -3,7 +3,8 @@
 //
 // The file is the zip archive of torch.save holding a plain dict, so Python reads it with
 // `torch.load(path, weights_only=True)`: keys format_version, step, config (JSON text), model,
-// ema and optimizer (dicts of tensors), rng (generator states), loader_epoch, loader_batch.
+// ema and optimizer (dicts of tensors), rng (generator states), loader_epoch, loader_batch, and
+// source (text) when the weights started elsewhere.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,9 @@ struct TrainingState {
   TensorMap rng;                 // generator states (uint8 tensors) by name
   int64_t loader_epoch = 0;      // the data loader's position
   int64_t loader_batch = 0;
+  // Where the weights came from, when not from this run's own initialisation: the diffusers
+  // folder of `ddpm import`, the --init-from of a fine-tuning run. Empty otherwise.
+  std::string source;
 };
 
 // Writes atomically (a crash leaves the previous file intact). Throws ddpm::Error on failure.

@@ -26,18 +26,30 @@ struct ModelConfig {
   int num_res_blocks = 2;                            // per level in the encoder (+1 in the decoder)
   std::vector<int> attention_resolutions = {16};     // feature-map sizes (shorter side) with attention
   int attention_heads = 1;
+  // > 0: every attention has heads of this many channels, so the head count follows the width
+  // (diffusers' attention_head_dim); 0: model.attention_heads heads everywhere.
+  int attention_head_channels = 0;
   double dropout = 0.1;
   int norm_groups = 32;                              // GroupNorm groups; every width must divide
+  double norm_eps = 1e-6;                            // GroupNorm epsilon (diffusers' default: 1e-5)
+  // The sinusoidal timestep embedding: frequencies exp(-ln(10000) i / (base_channels/2 - shift)),
+  // concatenated as sin_cos (DDPM) or cos_sin (diffusers' flip_sin_to_cos).
+  std::string time_embedding_order = "sin_cos";
+  double time_embedding_shift = 1.0;                 // diffusers' freq_shift (its default: 0)
+  // asymmetric: one row and column of zeros at the bottom and right before the stride-2 conv, as
+  // TensorFlow's SAME padding in the original DDPM; symmetric: one on every side (diffusers).
+  std::string downsample_padding = "asymmetric";
   bool operator==(const ModelConfig&) const = default;
 };
 
 struct DiffusionConfig {
   int timesteps = 1000;            // T
-  std::string schedule = "linear";  // linear | cosine | quadratic | sigmoid
+  std::string schedule = "linear";  // linear | cosine | quadratic | sigmoid | custom
   double beta_start = 1e-4;        // linear, quadratic and sigmoid
   double beta_end = 0.02;
   double cosine_s = 0.008;         // cosine offset s (Nichol & Dhariwal)
   double max_beta = 0.999;         // cosine betas are clipped here
+  std::vector<double> betas;       // custom: beta_t for t = 0 .. T-1 (diffusers' trained_betas)
   bool operator==(const DiffusionConfig&) const = default;
 };
 
@@ -69,7 +81,7 @@ struct SampleConfig {
   int steps = 1000;                   // number of reverse steps (respaced when < T)
   double eta = 0.0;                   // DDIM stochasticity
   std::string variance = "fixed_large";  // fixed_large (beta_t) | fixed_small (posterior beta~_t)
-  std::string spacing = "uniform";    // uniform | quadratic timestep spacing
+  std::string spacing = "uniform";    // uniform | quadratic | leading | trailing | linspace (sampler.h)
   bool clip_denoised = true;          // clip the predicted x0 to [-1, 1]
   int num_images = 64;
   int batch_size = 64;
@@ -95,5 +107,12 @@ void validate_model(const ModelConfig& model, const DataConfig& data);
 
 // Number of resolution levels of the UNet, and the feature-map size at each level.
 int num_levels(const ModelConfig& model);
+
+// The number of heads of an attention block `width` channels wide.
+int attention_heads_at(const ModelConfig& model, int width);
+
+// The model keys that only training reads (dropout): two models that differ in them have the
+// same weights and outputs.
+bool is_training_only_model_key(const std::string& key);
 
 }  // namespace ddpm

@@ -46,13 +46,22 @@ void validate_sampler_options(const SamplerOptions& options, int64_t timesteps);
 //   uniform:   S_i = floor(i (T-1) / (steps-1) + 1/2), i = 0 .. steps-1: evenly spaced from 0 to
 //              T-1 inclusive, as improved-diffusion's space_timesteps(T, [steps]), but in exact
 //              integer arithmetic with halves rounded up (Python's round() takes the even one).
-//              steps == T gives every timestep 0 .. T-1.
 //   quadratic: S_i = floor(0.8 T (i / (steps-1))^2), DDIM's
 //              (linspace(0, sqrt(0.8 T), steps) ** 2).astype(int) in exact integer arithmetic,
 //              then made strictly increasing by S_i = max(S_i, S_{i-1} + 1) (the early values
 //              crowd together); the result stays <= T-1 for any steps <= T, and steps == T gives
 //              every timestep.
-// A single step (steps == 1) is {T-1} for both spacings: one step must start from pure noise.
+//   leading:   S_i = i floor(T / steps), diffusers' default ("leading", steps_offset 0): the chain
+//              starts at T - T/steps (980 for 50 of 1000 steps), not T-1, and ends at 0;
+//              steps == 1 gives {0}, as in diffusers.
+//   trailing:  S_i = round((i+1) T / steps) - 1 (diffusers' "trailing"): the chain starts at
+//              T-1 and ends at about T/steps - 1.
+//   linspace:  S_i = round(i (T-1) / (steps-1)) (diffusers' "linspace"): uniform, but with
+//              numpy's rounding (halves to even), and {0} for a single step.
+// trailing and linspace repeat numpy's float64 arithmetic, so that they give diffusers'
+// timesteps exactly, also where a value is a half (sampler.cpp). steps == T gives every
+// timestep 0 .. T-1 for every spacing. A single step (steps == 1) is {T-1} for uniform,
+// quadratic and trailing: one step must start from pure noise.
 std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, const std::string& spacing);
 
 // The schedule that ancestral sampling runs on when it visits only `timesteps` (strictly
@@ -85,9 +94,12 @@ uint64_t image_seed(uint64_t seed, int64_t index);
 // z are drawn, in that order, from its own CPU generator seeded with image_seed(seed, k), then
 // moved to `device`. Bit-identical across batch splits as long as the model's output for one image
 // does not depend on its batch (convolution kernels chosen by batch size may change last bits).
+// A given `x_T` ([count, C, H, W], float32) replaces the drawn x_T; every step's z is still drawn
+// as above, so passing the x_T the generators would draw changes nothing.
 torch::Tensor sample_images(const EpsilonPredictor& model, const NoiseSchedule& schedule,
                             const SamplerOptions& options, int64_t first_index, int64_t count,
                             std::vector<int64_t> image_shape, uint64_t seed, torch::Device device,
-                            const SamplerCallback& callback = {});
+                            const SamplerCallback& callback = {},
+                            const torch::Tensor& x_T = {});
 
 }  // namespace ddpm

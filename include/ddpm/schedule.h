@@ -17,7 +17,8 @@
 
 namespace ddpm {
 
-// beta_t for t = 0 .. T-1 from the config's schedule (linear, cosine, quadratic or sigmoid).
+// beta_t for t = 0 .. T-1 from the config's schedule (linear, cosine, quadratic, sigmoid, or
+// custom: the config's own list).
 std::vector<double> make_betas(const DiffusionConfig& config);
 
 // The derived quantities, in float64, each of length T.

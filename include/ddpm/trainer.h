@@ -17,6 +17,7 @@
 #include <functional>
 #include <string>
 
+#include "ddpm/checkpoint.h"
 #include "ddpm/config.h"
 #include "ddpm/distributed_env.h"
 
@@ -41,6 +42,11 @@ struct TrainRun {
   // ranks, a rank that sees it votes to stop within the next step, and all stop after it.
   const std::atomic<bool>* stop_requested = nullptr;
   DistributedEnv distributed;  // this process's place in a multi-process run (default: alone)
+  // A new run starts from these weights (fine-tuning) instead of a random initialisation, with
+  // the EMA equal to them and a fresh optimizer; `init_source` is recorded in its checkpoints.
+  // They must fit the config's model (check_same_model in training_state.h). Not for --resume.
+  const TensorMap* init_weights = nullptr;
+  std::string init_source;
   std::function<void(const TrainProgress&)> on_progress;
 };
 

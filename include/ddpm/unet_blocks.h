@@ -7,8 +7,12 @@
 namespace ddpm {
 
 // Sinusoidal embedding of the timestep indices t [B]: for i < dim/2,
-// freq_i = exp(-ln(10000) * i / (dim/2 - 1)); the result is [sin(t freq), cos(t freq)], [B, dim].
-torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim);
+// freq_i = exp(-ln(10000) * i / (dim/2 - shift)); the result is [sin(t freq), cos(t freq)]
+// ([cos, sin] when cos_first), [B, dim]. DDPM's is shift 1, sin first. The float32 arithmetic
+// is diffusers' get_timestep_embedding, operation for operation, so that the embeddings agree
+// to the last bit (at t ~ 1000 one rounding of a frequency moves the angle by ~1e-4).
+torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, double shift = 1.0,
+                                 bool cos_first = false);
 
 // The original network's initialisations: variance scaling (fan_avg, uniform) with `scale`,
 // zero bias; scale 0 gives exact zeros.
@@ -49,11 +53,12 @@ struct AttentionBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(AttentionBlock);
 
-// Stride-2 3x3 conv with TensorFlow's 'SAME' padding: one row and column of zeros at the
-// bottom and right only, as in the original network.
+// Stride-2 3x3 conv. Asymmetric padding is TensorFlow's 'SAME': one row and column of zeros at
+// the bottom and right only, as in the original network; symmetric is one on every side.
 struct DownsampleImpl : torch::nn::Module {
-  explicit DownsampleImpl(int64_t channels);
+  DownsampleImpl(int64_t channels, bool symmetric_padding);
   torch::Tensor forward(const torch::Tensor& x);
+  bool symmetric_padding;
   torch::nn::Conv2d conv{nullptr};
 };
 TORCH_MODULE(Downsample);

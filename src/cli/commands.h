@@ -9,5 +9,7 @@ int run_train(int argc, char** argv);
 int run_sample(int argc, char** argv);
 int run_bench(int argc, char** argv);
 int run_eval(int argc, char** argv);
+int run_import(int argc, char** argv);
+int run_export(int argc, char** argv);
 
 }  // namespace ddpm::cli

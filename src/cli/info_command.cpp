@@ -9,6 +9,7 @@
 #include "ddpm/device.h"
 #include "ddpm/error.h"
 #include "ddpm/model_summary.h"
+#include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 
 namespace ddpm::cli {
@@ -42,7 +43,8 @@ int run_info(int argc, char** argv) {
   cxxopts::Options options(
       "ddpm info",
       "Prints the model a config describes (parameter count, forward GFLOPs and activation "
-      "memory per image) and its noise schedule (alpha_bar at a few timesteps t, 0-based).");
+      "memory per image), its noise schedule (alpha_bar at a few timesteps t, 0-based) and the "
+      "timesteps its sampler visits (sample.sampler, steps, spacing).");
   add_config_options(options);
   options.add_options()("json", "print the summary as JSON instead of a table");
   const auto parsed = parse_command(options, argc, argv, true);
@@ -64,6 +66,8 @@ int run_info(int argc, char** argv) {
   const double activation_mib = summary.activation_bytes_per_image / double(1 << 20);
   const double weights_mib = double(summary.parameters) * sizeof(float) / double(1 << 20);
   const auto& alpha_bar = schedule.table().alpha_bar;
+  const std::vector<int64_t> visited =
+      sampling_timesteps(schedule.timesteps(), config.sample.steps, config.sample.spacing);
 
   if (arguments.count("json")) {
     nlohmann::json out = {{"parameters", summary.parameters},
@@ -75,6 +79,10 @@ int run_info(int argc, char** argv) {
     for (int64_t t : report_timesteps(schedule.timesteps())) {
       out["alpha_bar"][std::to_string(t)] = alpha_bar[t];
     }
+    out["sampling"] = {{"sampler", config.sample.sampler},
+                       {"steps", config.sample.steps},
+                       {"spacing", config.sample.spacing},
+                       {"timesteps", visited}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -82,11 +90,15 @@ int run_info(int argc, char** argv) {
   const ModelConfig& model_config = config.model;
   std::printf("image        %d x %d x %d (channels x height x width)\n", config.data.channels,
               config.data.height, config.data.width);
+  const std::string heads =
+      model_config.attention_head_channels > 0
+          ? "heads of " + std::to_string(model_config.attention_head_channels) + " channels"
+          : std::to_string(model_config.attention_heads) + " head(s)";
   std::printf("model        UNet, base %d channels, mult %s, %d res blocks per level, attention "
-              "at %s (%d head(s)), dropout %g\n",
+              "at %s (%s), dropout %g\n",
               model_config.base_channels, join(model_config.channel_mult).c_str(),
               model_config.num_res_blocks, join(model_config.attention_resolutions).c_str(),
-              model_config.attention_heads, model_config.dropout);
+              heads.c_str(), model_config.dropout);
   std::printf("parameters   %s (%.1f MiB as fp32)\n", with_commas(summary.parameters).c_str(),
               weights_mib);
   std::printf("forward      %.2f GFLOP per image\n", gflops);
@@ -97,6 +109,16 @@ int run_info(int argc, char** argv) {
   for (int64_t t : report_timesteps(schedule.timesteps())) {
     std::printf("  alpha_bar[t = %4lld] = %.6g\n", static_cast<long long>(t), alpha_bar[t]);
   }
+  std::string chain;  // the timesteps in the order the chain runs them, elided past a few
+  for (size_t k = 0; k < visited.size(); ++k) {
+    if (visited.size() > 8 && k == 4) {
+      chain += ", ...";
+      k = visited.size() - 3;
+    }
+    chain += (chain.empty() ? "" : ", ") + std::to_string(visited[visited.size() - 1 - k]);
+  }
+  std::printf("sampling     %s, %d steps, %s spacing: t = %s\n", config.sample.sampler.c_str(),
+              config.sample.steps, config.sample.spacing.c_str(), chain.c_str());
   std::printf("device       %s\n", device.c_str());
   return 0;
 }

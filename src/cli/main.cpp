@@ -23,6 +23,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"train", "train a model on an image folder (resumable)", ddpm::cli::run_train},
       {"sample", "sample images from a checkpoint and write PNGs", ddpm::cli::run_sample},
+      {"import", "turn a diffusers model folder into a ddpm checkpoint", ddpm::cli::run_import},
+      {"export", "write a checkpoint as a diffusers DDPMPipeline folder", ddpm::cli::run_export},
       {"eval", "FID, KID and precision/recall of generated images against real ones",
        ddpm::cli::run_eval},
       {"bench", "measure training and sampling throughput, memory and FLOP utilisation",

@@ -12,6 +12,7 @@
 #include "ddpm/error.h"
 #include "ddpm/image_io.h"
 #include "ddpm/log.h"
+#include "ddpm/model_source.h"
 #include "ddpm/sampler.h"
 #include "ddpm/unet.h"
 #include "ddpm/weights.h"
@@ -46,6 +47,36 @@ std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments)
   return overrides;
 }
 
+// --noise FILE: x_T for images 0 .. N-1 of the shape the model makes, as a tensor saved by
+// torch.save. Checked whole before any sampling starts.
+torch::Tensor read_noise(const fs::path& file, const Config& config) {
+  const std::string what = "noise file '" + file.string() + "'";
+  const c10::IValue value = read_pickle_file(file, what);
+  if (!value.isTensor()) {
+    throw Error(ErrorKind::runtime, what + " does not hold a tensor; save one with "
+                                           "torch.save(torch.randn(N, C, H, W), path)");
+  }
+  const torch::Tensor noise = value.toTensor();
+  const std::vector<int64_t> image = {config.data.channels, config.data.height, config.data.width};
+  const std::string wanted = "[N, " + std::to_string(image[0]) + ", " + std::to_string(image[1]) +
+                             ", " + std::to_string(image[2]) + "] with N >= --num (" +
+                             std::to_string(config.sample.num_images) + ")";
+  if (noise.dim() != 4 || noise.size(1) != image[0] || noise.size(2) != image[1] ||
+      noise.size(3) != image[2] || noise.size(0) < config.sample.num_images) {
+    throw Error(ErrorKind::runtime, what + " has shape " + c10::str(noise.sizes()) +
+                                        "; this model samples " + wanted);
+  }
+  if (!noise.is_floating_point()) {
+    throw Error(ErrorKind::runtime, what + " holds " + std::string(c10::toString(
+                                        noise.scalar_type())) + " values; x_T must be float32");
+  }
+  const torch::Tensor values = noise.to(torch::kCPU, torch::kFloat32);
+  if (!torch::isfinite(values).all().item<bool>()) {
+    throw Error(ErrorKind::runtime, what + " holds NaN or infinite values");
+  }
+  return values;
+}
+
 }  // namespace
 
 int run_sample(int argc, char** argv) {
@@ -55,7 +86,8 @@ int run_sample(int argc, char** argv) {
       "sample_00000.png, ... with the sampling parameters in each PNG's text metadata. Image k "
       "depends only on the seed and k, not on the batch size. Defaults come from the "
       "checkpoint's config (its sample section), then these flags.");
-  options.add_options()("checkpoint", "checkpoint file, or a run directory (its latest)",
+  options.add_options()("checkpoint",
+                        "checkpoint file, run directory (its latest) or diffusers model folder",
                         cxxopts::value<std::string>())(
       "o,out", "output folder", cxxopts::value<std::string>())(
       "num", "number of images (sample.num_images)", cxxopts::value<std::string>())(
@@ -64,6 +96,8 @@ int run_sample(int argc, char** argv) {
       "steps", "reverse steps; fewer than T respaces (sample.steps)",
       cxxopts::value<std::string>())("eta", "DDIM eta (sample.eta)", cxxopts::value<std::string>())(
       "seed", "random seed (sample.seed)", cxxopts::value<std::string>())(
+      "noise", "x_T of image k from row k of this tensor [N, C, H, W] (saved by torch.save)",
+      cxxopts::value<std::string>())(
       "grid", "also write all images as one grid PNG to this file", cxxopts::value<std::string>())(
       "trajectory", "write trajectory.png: each image's predicted x0 every K steps",
       cxxopts::value<int>())("no-ema", "use the raw weights instead of the EMA")(
@@ -79,14 +113,18 @@ int run_sample(int argc, char** argv) {
     throw Error(ErrorKind::usage, "ddpm sample needs --checkpoint FILE_OR_RUN_DIR and --out DIR");
   }
 
-  const fs::path checkpoint = resolve_checkpoint(arguments["checkpoint"].as<std::string>());
-  const TrainingState state = load_checkpoint(checkpoint);
-  nlohmann::json config_json = state.config;
+  const ModelSource source = load_model_source(arguments["checkpoint"].as<std::string>());
+  for (const auto& warning : source.warnings) log::warn(warning);
+  const fs::path& checkpoint = source.path;
+  nlohmann::json config_json = source.config;
   for (const auto& assignment : sample_overrides(arguments)) {
     apply_override(config_json, assignment);
   }
   const Config config = config_from_json(config_json);
   const SampleConfig& sample = config.sample;
+  const torch::Tensor noise =
+      arguments.count("noise") ? read_noise(arguments["noise"].as<std::string>(), config)
+                               : torch::Tensor();
 
   const fs::path out = arguments["out"].as<std::string>();
   const bool overwrite = arguments.count("overwrite") > 0;
@@ -115,9 +153,11 @@ int run_sample(int argc, char** argv) {
 
   const torch::Device device = resolve_device(arguments["device"].as<std::string>());
   const bool use_ema = !arguments.count("no-ema");
+  if (!use_ema && source.diffusers) {
+    log::warn("--no-ema: a diffusers folder holds one set of weights; sampling with those");
+  }
   UNet model(config.model, config.data);
-  load_state_dict(*model, use_ema ? state.ema : state.model,
-                  "checkpoint '" + checkpoint.string() + "'");
+  load_state_dict(*model, use_ema ? source.ema : source.model, "'" + checkpoint.string() + "'");
   model->to(device);
   model->set_channels_last(prefers_channels_last(device));
   model->eval();
@@ -128,14 +168,19 @@ int run_sample(int argc, char** argv) {
   };
   log::info("sampling " + std::to_string(sample.num_images) + " images with " +
             sampler_name(sampler.kind) + ", " + std::to_string(sample.steps) + " steps, from " +
-            checkpoint.string() + " (step " + std::to_string(state.step) +
-            (use_ema ? ", EMA" : ", raw weights") + ") on " + describe_device(device));
+            checkpoint.string() +
+            (source.diffusers ? std::string(" (diffusers)")
+                              : " (step " + std::to_string(source.step) +
+                                    (use_ema ? ", EMA" : ", raw weights") + ")") +
+            (noise.defined() ? ", x_T from --noise" : "") + " on " + describe_device(device));
 
-  const std::vector<std::pair<std::string, std::string>> metadata = {
-      {"checkpoint", checkpoint.string()},    {"step", std::to_string(state.step)},
-      {"weights", use_ema ? "ema" : "raw"},   {"sampler", sampler_name(sampler.kind)},
+  std::vector<std::pair<std::string, std::string>> metadata = {
+      {"checkpoint", checkpoint.string()},    {"step", std::to_string(source.step)},
+      {"weights", source.diffusers ? "diffusers" : use_ema ? "ema" : "raw"},
+      {"sampler", sampler_name(sampler.kind)},
       {"steps", std::to_string(sample.steps)}, {"eta", nlohmann::json(sample.eta).dump()},
       {"variance", sample.variance},          {"seed", std::to_string(sample.seed)}};
+  if (noise.defined()) metadata.emplace_back("noise", arguments["noise"].as<std::string>());
   std::vector<torch::Tensor> all_images, trajectory;
   ProgressDisplay display("sampling step", std::max(1, sample.steps / 10));
   const auto start = std::chrono::steady_clock::now();
@@ -157,7 +202,8 @@ int run_sample(int argc, char** argv) {
       torch::InferenceMode inference;  // no autograd bookkeeping at all
       images = sample_images(predictor, schedule, sampler, first, count,
                              {config.data.channels, config.data.height, config.data.width},
-                             sample.seed, device, progress)
+                             sample.seed, device, progress,
+                             noise.defined() ? noise.slice(0, first, first + count) : noise)
                    .cpu();
     }
     for (int64_t i = 0; i < count; ++i) {

@@ -15,7 +15,9 @@
 #include "ddpm/distributed_env.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
+#include "ddpm/model_source.h"
 #include "ddpm/trainer.h"
+#include "ddpm/training_state.h"
 #include "progress.h"
 
 namespace ddpm::cli {
@@ -80,7 +82,11 @@ int run_train(int argc, char** argv) {
   options.add_options()("data", "image folder (overrides data.path)", cxxopts::value<std::string>())(
       "o,out", "run directory (default: runs/<config name>)", cxxopts::value<std::string>())(
       "resume", "continue the run in --out from its latest checkpoint (without --config, with "
-                "the run's own config.json)");
+                "the run's own config.json)")(
+      "init-from", "start a new run from these weights (fine-tuning): a checkpoint (its EMA "
+                   "weights), a run directory or a diffusers model folder; the config's model "
+                   "section must match them",
+      cxxopts::value<std::string>());
   const auto parsed = parse_command(options, argc, argv, true);
   if (!parsed) return 0;
   const cxxopts::ParseResult& arguments = *parsed;
@@ -116,6 +122,18 @@ int run_train(int argc, char** argv) {
     throw config_error("data.path", "no image folder given; set data.path or pass --data DIR");
   }
 
+  ModelSource init;
+  if (arguments.count("init-from")) {
+    if (resume) {
+      throw Error(ErrorKind::usage, "--init-from starts a new run and --resume continues one from "
+                                    "its own checkpoint; drop --init-from to resume");
+    }
+    const std::string path = arguments["init-from"].as<std::string>();
+    init = load_model_source(path);
+    for (const auto& warning : init.warnings) log::warn(warning);
+    check_same_model(init.config, config, "--init-from '" + path + "'");
+  }
+
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   ProgressDisplay display("step", config.train.log_every);
@@ -125,6 +143,12 @@ int run_train(int argc, char** argv) {
   run.command_line = command_line(argc, argv);
   run.stop_requested = &stop_requested;
   run.distributed = read_distributed_env();
+  if (arguments.count("init-from")) {
+    run.init_weights = &init.ema;
+    run.init_source = init.diffusers ? init.origin
+                                     : "checkpoint '" + init.path.string() + "' (step " +
+                                           std::to_string(init.step) + ", EMA weights)";
+  }
   log::set_rank(run.distributed.rank);
   const bool main_rank = run.distributed.rank == 0;
   if (main_rank) {

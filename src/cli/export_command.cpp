@@ -1,0 +1,58 @@
+// `ddpm export`: a checkpoint to a diffusers DDPMPipeline folder.
+#include "commands.h"
+#include "common.h"
+#include "ddpm/config_json.h"
+#include "ddpm/diffusers_folder.h"
+#include "ddpm/error.h"
+#include "ddpm/log.h"
+#include "ddpm/model_source.h"
+#include "ddpm/unet.h"
+#include "ddpm/weights.h"
+
+namespace ddpm::cli {
+
+int run_export(int argc, char** argv) {
+  cxxopts::Options options(
+      "ddpm export",
+      "Writes a checkpoint as a diffusers DDPMPipeline folder: model_index.json, "
+      "unet/config.json (every UNet2DModel field written out), "
+      "unet/diffusion_pytorch_model.safetensors and scheduler/scheduler_config.json, so that "
+      "DDPMPipeline.from_pretrained(DIR) loads it.");
+  options.add_options()("checkpoint",
+                        "checkpoint file, run directory (its latest) or diffusers model folder",
+                        cxxopts::value<std::string>())(
+      "o,out", "the folder to write", cxxopts::value<std::string>())(
+      "weights", "ema or model (the raw weights)",
+      cxxopts::value<std::string>()->default_value("ema"))(
+      "overwrite", "write into an existing folder that is not empty");
+  const auto parsed = parse_command(options, argc, argv, false);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
+  if (!arguments.count("checkpoint") || !arguments.count("out")) {
+    throw Error(ErrorKind::usage, "ddpm export needs --checkpoint FILE_OR_RUN_DIR and --out DIR");
+  }
+  const std::string which = arguments["weights"].as<std::string>();
+  if (which != "ema" && which != "model") {
+    throw Error(ErrorKind::usage, "--weights must be ema or model, got '" + which + "'");
+  }
+  const ModelSource source = load_model_source(arguments["checkpoint"].as<std::string>());
+  for (const auto& warning : source.warnings) log::warn(warning);
+  const Config config = config_from_json(source.config);
+  UNet model(config.model, config.data);
+  load_state_dict(*model, which == "ema" ? source.ema : source.model,
+                  "'" + source.path.string() + "'");
+  WeightMap weights;
+  for (const auto& entry : state_dict(*model)) weights[entry.key()] = entry.value();
+
+  const std::filesystem::path out = arguments["out"].as<std::string>();
+  std::vector<std::string> warnings;
+  write_diffusers_pipeline(out, config, weights, arguments.count("overwrite") > 0, warnings);
+  for (const auto& warning : warnings) log::warn(warning);
+  log::info("exported " + std::string(which == "ema" ? "the EMA" : "the raw") + " weights of " +
+            source.path.string() + " (" + std::to_string(model->parameter_count()) +
+            " parameters) to " + out.string() + "; in Python: DDPMPipeline.from_pretrained(\"" +
+            out.string() + "\")");
+  return 0;
+}
+
+}  // namespace ddpm::cli
