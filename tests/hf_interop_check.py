@@ -164,7 +164,7 @@ class Checker:
         out = self.workdir / f"{name}_ddim"
         self.ddpm_run("sample", "--checkpoint", source, "--out", out, "--noise", noise_file,
                       "--num", images, "--batch", images, "--sampler", "ddim", "--steps", steps,
-                      "--eta", 0)
+                      "--eta", 0, "--device", "cpu")  # diffusers runs on the CPU here too
         ours = np.stack([np.asarray(Image.open(out / f"sample_{k:05d}.png")).astype(np.int32)
                          for k in range(images)])
         if ours.ndim == 3:
