@@ -104,7 +104,9 @@ TrainingState load_checkpoint(const fs::path& path) {
   state.loader_batch = integer_field(dict, "loader_batch", path);
   const auto source = dict.find("source");
   if (source != dict.end()) {
-    if (!source->value().isString()) throw checkpoint_error(path, "has a 'source' that is not text");
+    if (!source->value().isString()) {
+      throw checkpoint_error(path, "has a 'source' that is not text");
+    }
     state.source = source->value().toStringRef();
   }
   return state;

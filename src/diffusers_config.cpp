@@ -224,7 +224,9 @@ void read_unet(const json& unet, const std::string& file, Config& config,
                     "attention at the same levels on the way up as on the way down (" +
                         json(down).dump() + " mirrored)");
     }
-    if (attention) model.attention_resolutions.push_back(std::min(data.height, data.width) >> level);
+    if (attention) {
+      model.attention_resolutions.push_back(std::min(data.height, data.width) >> level);
+    }
   }
   model.num_res_blocks = fields.integer("layers_per_block", 2, 1);
 
@@ -354,10 +356,15 @@ void read_scheduler(const json* scheduler, const std::string& file, Config& conf
   sample.steps = diffusion.timesteps;
 }
 
-bool same_number(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b)); }
+bool same_number(double a, double b) {
+  return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b));
+}
 
+// An integral value as a JSON integer (diffusers' freq_shift is an int).
 json number_json(double value) {
-  if (value == std::floor(value) && std::abs(value) < 1e15) return json(static_cast<int64_t>(value));
+  if (value == std::floor(value) && std::abs(value) < 1e15) {
+    return json(static_cast<int64_t>(value));
+  }
   return json(value);
 }
 

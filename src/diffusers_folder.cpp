@@ -48,18 +48,6 @@ json read_json_file(const fs::path& file) {
   }
 }
 
-bool is_unet_config(const fs::path& file) {
-  if (!is_file(file)) return false;
-  try {
-    const json config = read_json_file(file);
-    return config.is_object() &&
-           (config.value("_class_name", json()) == "UNet2DModel" ||
-            config.contains("block_out_channels"));
-  } catch (const Error&) {
-    return false;
-  }
-}
-
 WeightMap float_tensors(const c10::IValue& value, const fs::path& file) {
   if (!value.isGenericDict()) {
     throw folder_error(file, "does not hold a dict of tensors (a state dict)");
@@ -95,7 +83,8 @@ WeightMap read_sharded(const fs::path& index_file, std::vector<fs::path>& files)
   std::map<std::string, std::set<std::string>> names_by_shard;
   for (const auto& item : map->items()) {
     if (!item.value().is_string()) {
-      throw folder_error(index_file, "maps '" + item.key() + "' to something that is not a file name");
+      throw folder_error(index_file,
+                         "maps '" + item.key() + "' to something that is not a file name");
     }
     const std::string shard = item.value().get<std::string>();
     // A file from the internet must not reach outside its folder.
@@ -145,7 +134,9 @@ std::optional<fs::path> single_variant(const fs::path& unet_dir) {
   }
   if (variants.size() > 1) {
     std::string names;
-    for (const auto& file : variants) names += (names.empty() ? "" : ", ") + file.filename().string();
+    for (const auto& file : variants) {
+      names += (names.empty() ? "" : ", ") + file.filename().string();
+    }
     throw folder_error(unet_dir, "has no " + std::string(kWeightsStem) +
                                      ".safetensors but several variants (" + names +
                                      "); keep the one to use as " + kWeightsStem + ".safetensors");
@@ -180,12 +171,9 @@ void write_json(const fs::path& file, const json& value) {
 
 }  // namespace
 
-bool is_diffusers_folder(const fs::path& folder) {
-  return is_file(folder / "unet" / "config.json") || is_unet_config(folder / "config.json");
-}
-
 WeightMap rename_legacy_attention_keys(WeightMap weights, const std::string& source) {
-  static const std::regex legacy(R"((.*\.attentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias))");
+  static const std::regex legacy(
+      R"((.*\.attentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias))");
   static const std::map<std::string, std::string> renames = {
       {"query", "to_q"}, {"key", "to_k"}, {"value", "to_v"}, {"proj_attn", "to_out.0"}};
   WeightMap renamed;

@@ -92,10 +92,11 @@ nlohmann::json resolved(const nlohmann::json& saved) {
 
 // Throws for the first key of `sections` (all of a section's keys, or only those listed) whose
 // value differs between the two configs: "KEY is CURRENT but <source> SAVED; <advice>".
+using SectionKeys = std::vector<std::pair<std::string, std::vector<std::string>>>;
+
 void require_same_keys(const nlohmann::json& saved_config, const Config& config,
-                       const std::vector<std::pair<std::string, std::vector<std::string>>>& sections,
-                       bool skip_training_only, const std::string& source,
-                       const std::string& advice) {
+                       const SectionKeys& sections, bool skip_training_only,
+                       const std::string& source, const std::string& advice) {
   const nlohmann::json current = config_to_json(config);
   const nlohmann::json saved_resolved = resolved(saved_config);
   for (const auto& [section, keys] : sections) {

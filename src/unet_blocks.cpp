@@ -53,7 +53,8 @@ torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, double shi
   TORCH_CHECK(shift >= 0.0 && shift < double(half), "the frequency shift must be in [0, ", half,
               "), got ", shift);
   const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(t.device());
-  const auto exponent = (torch::arange(half, options) * -std::log(10000.0)) / (double(half) - shift);
+  const auto exponent =
+      (torch::arange(half, options) * -std::log(10000.0)) / (double(half) - shift);
   const auto angles = t.to(torch::kFloat32).unsqueeze(1) * torch::exp(exponent).unsqueeze(0);
   const auto sin = torch::sin(angles), cos = torch::cos(angles);
   return cos_first ? torch::cat({cos, sin}, 1) : torch::cat({sin, cos}, 1);
@@ -164,7 +165,8 @@ torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
 
 DownsampleImpl::DownsampleImpl(int64_t channels, bool symmetric)
     : symmetric_padding(symmetric),
-      conv(register_module("conv", make_conv(channels, channels, 3, 2, symmetric ? 1 : 0, 1.0))) {}
+      conv(register_module("conv",
+                           make_conv(channels, channels, 3, 2, symmetric ? 1 : 0, 1.0))) {}
 
 torch::Tensor DownsampleImpl::forward(const torch::Tensor& x) {
   if (symmetric_padding) return run_conv(conv, x);

@@ -81,7 +81,8 @@ struct SampleConfig {
   int steps = 1000;                   // number of reverse steps (respaced when < T)
   double eta = 0.0;                   // DDIM stochasticity
   std::string variance = "fixed_large";  // fixed_large (beta_t) | fixed_small (posterior beta~_t)
-  std::string spacing = "uniform";    // uniform | quadratic | leading | trailing | linspace (sampler.h)
+  // uniform | quadratic | leading | trailing | linspace (see sampler.h)
+  std::string spacing = "uniform";
   bool clip_denoised = true;          // clip the predicted x0 to [-1, 1]
   int num_images = 64;
   int batch_size = 64;

@@ -25,9 +25,6 @@ using WeightMap = std::map<std::string, torch::Tensor>;
 
 enum class DiffusersLayout { flat, pipeline };
 
-// True when `folder` holds unet/config.json, or a UNet2DModel's config.json at its root.
-bool is_diffusers_folder(const std::filesystem::path& folder);
-
 struct DiffusersModel {
   DiffusersLayout layout = DiffusersLayout::flat;
   std::filesystem::path unet_dir;                // the folder of the UNet's config and weights

@@ -1,6 +1,4 @@
 // `ddpm import`: a diffusers model folder to a ddpm checkpoint that every command accepts.
-#include <iostream>
-
 #include "commands.h"
 #include "common.h"
 #include "ddpm/config_json.h"
@@ -53,9 +51,10 @@ int run_import(int argc, char** argv) {
 
   if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path(), error);
   save_checkpoint(out, imported_checkpoint(source));
+  const DataConfig& data = config.data;
   log::info("imported " + source.origin + ": " + std::to_string(model->parameter_count()) +
-            " parameters, images " + std::to_string(config.data.channels) + "x" +
-            std::to_string(config.data.height) + "x" + std::to_string(config.data.width) + ", T = " +
+            " parameters, images " + std::to_string(data.channels) + "x" +
+            std::to_string(data.height) + "x" + std::to_string(data.width) + ", T = " +
             std::to_string(config.diffusion.timesteps) + "; wrote " + out.string());
   return 0;
 }
