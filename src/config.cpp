@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ddpm/error.h"
+#include "ddpm/sampler_kind.h"
 #include "ddpm/suggest.h"
 
 namespace ddpm {
@@ -189,14 +190,13 @@ void validate_train(const TrainConfig& train) {
 }
 
 void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusion) {
-  require_choice(sample.sampler, "sample.sampler", {"ddpm", "ddim"});
-  require(sample.steps >= 1 && sample.steps <= diffusion.timesteps, "sample.steps",
-          "must be in [1, diffusion.timesteps = " + str(diffusion.timesteps) + "], got " +
-              str(sample.steps));
+  const SamplerKind kind = sampler_from_name(sample.sampler);
   require(sample.eta >= 0.0, "sample.eta", "must be >= 0, got " + str(sample.eta));
+  require(sample.eta == 0.0 || kind == SamplerKind::ddim, "sample.eta",
+          "is DDIM's noise level; " + sample.sampler +
+              " has none: set it to 0 or use sampler ddim");
   require_choice(sample.variance, "sample.variance", {"fixed_large", "fixed_small"});
-  require_choice(sample.spacing, "sample.spacing",
-                 {"uniform", "quadratic", "leading", "trailing", "linspace"});
+  check_spacing(kind, sample.steps, sample.spacing, diffusion.timesteps);
   require(sample.num_images >= 1, "sample.num_images",
           "must be >= 1, got " + str(sample.num_images));
   require(sample.batch_size >= 1, "sample.batch_size",

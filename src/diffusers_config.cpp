@@ -278,6 +278,102 @@ void read_unet(const json& unet, const std::string& file, Config& config,
   }
 }
 
+// The sampler of the scheduler class, with the class's own defaults, so that a pipeline folder
+// samples as its scheduler does: DDPM, DDIM, Euler, Euler ancestral, Heun and DPM-Solver
+// multistep (dpmsolver++, sde-dpmsolver++) have counterparts; another class samples with ddpm.
+void read_sampler(Fields& fields, const std::string& class_name, int64_t timesteps,
+                  SampleConfig& sample, std::vector<std::string>& warnings) {
+  const std::string& file = fields.file();
+  const auto not_applied = [&](const std::string& key, const json& fallback, const char* what) {
+    const json value = fields.get(key, fallback);
+    if (value != fallback) {
+      warnings.push_back(file + ": " + key + " " + value.dump() + " is not applied: " + what);
+    }
+  };
+  const bool ddpm_family = class_name == "DDPMScheduler" || class_name == "DDIMScheduler";
+  const bool sigma_family = class_name == "EulerDiscreteScheduler" ||
+                            class_name == "EulerAncestralDiscreteScheduler" ||
+                            class_name == "HeunDiscreteScheduler";
+  const bool dpm = class_name == "DPMSolverMultistepScheduler";
+  if (!ddpm_family && !sigma_family && !dpm) {
+    warnings.push_back(file + ": " + class_name + " has no ddpm counterpart; sampling with ddpm "
+                       "(DDPMScheduler's defaults); see ddpm sample --list-samplers");
+  }
+  // DDPM's sampling runs every timestep; the others take 50 steps (diffusers' pipelines ask for
+  // a number of steps at call time: pass --steps).
+  const bool every_timestep = !(sigma_family || dpm || class_name == "DDIMScheduler");
+  sample.steps = every_timestep ? static_cast<int>(timesteps)
+                                : static_cast<int>(std::clamp<int64_t>(timesteps - 1, 1, 50));
+  if (class_name == "DDIMScheduler") {
+    sample.sampler = "ddim";
+  } else if (class_name == "EulerDiscreteScheduler") {
+    sample.sampler = "euler";
+  } else if (class_name == "EulerAncestralDiscreteScheduler") {
+    sample.sampler = "euler_ancestral";
+  } else if (class_name == "HeunDiscreteScheduler") {
+    sample.sampler = "heun";
+  } else if (dpm) {
+    const std::string algorithm = fields.text("algorithm_type", "dpmsolver++");
+    if (algorithm == "sde-dpmsolver++") {
+      sample.sampler = "dpmpp_2m_sde";
+    } else {
+      sample.sampler = "dpmpp_2m";
+      if (algorithm != "dpmsolver++") {
+        warnings.push_back(file + ": algorithm_type '" + algorithm +
+                           "' is not applied: ddpm runs DPM-Solver++ (dpmsolver++)");
+      }
+    }
+    not_applied("solver_order", 2, "ddpm's DPM-Solver++ is second order (2M)");
+    not_applied("solver_type", "midpoint", "ddpm's DPM-Solver++(2M) uses the midpoint form");
+    not_applied("euler_at_final", false, "ddpm's last step is first order already");
+    not_applied("use_lu_lambdas", false, "ddpm spaces by timesteps or Karras sigmas");
+  } else {
+    sample.sampler = "ddpm";
+  }
+  if (!(sigma_family || dpm)) {
+    const json variance = fields.get("variance_type", "fixed_small");
+    if (variance == "fixed_small" || variance == "fixed_small_log" || variance.is_null()) {
+      sample.variance = "fixed_small";
+    } else if (variance == "fixed_large" || variance == "fixed_large_log") {
+      sample.variance = "fixed_large";
+    } else {
+      fields.refuse("variance_type", variance,
+                    "fixed_small and fixed_large (a network that predicts its variance is not "
+                    "supported)");
+    }
+  }
+  // DDPM and DDIM clip by default; Heun only when asked; Euler and DPM-Solver never.
+  if (class_name == "HeunDiscreteScheduler") {
+    sample.clip_denoised = fields.boolean("clip_sample", false);
+  } else {
+    sample.clip_denoised = !(sigma_family || dpm) && fields.boolean("clip_sample", true);
+  }
+  const bool karras = fields.boolean("use_karras_sigmas", false);
+  if (karras && !(sigma_family || dpm)) {
+    warnings.push_back(file + ": use_karras_sigmas is not applied: " + class_name +
+                       " steps between schedule timesteps");
+  }
+  const std::string spacing =
+      fields.text("timestep_spacing", sigma_family || dpm ? "linspace" : "leading");
+  if (karras && (sigma_family || dpm)) {
+    sample.spacing = "karras";
+  } else if (spacing == "leading" || spacing == "trailing" || spacing == "linspace") {
+    sample.spacing = spacing;
+  } else {
+    warnings.push_back(file + ": timestep_spacing '" + spacing +
+                       "' has no ddpm counterpart; sampling uses sample.spacing leading");
+    sample.spacing = "leading";
+  }
+  not_applied("final_sigmas_type", "zero", "ddpm's chains end at sigma = 0");
+  not_applied("interpolation_type", "linear", "ddpm interpolates sigma linearly in t");
+  not_applied("use_exponential_sigmas", false, "ddpm spaces by timesteps or Karras sigmas");
+  not_applied("use_beta_sigmas", false, "ddpm spaces by timesteps or Karras sigmas");
+  not_applied("clip_sample_range", 1.0, "ddpm clips the predicted x0 to [-1, 1]");
+  not_applied("thresholding", false, "ddpm clips instead of thresholding dynamically");
+  not_applied("steps_offset", 0, "ddpm's leading spacing starts at timestep 0");
+  not_applied("set_alpha_to_one", true, "ddpm's DDIM ends at alpha_bar = 1");
+}
+
 void read_scheduler(const json* scheduler, const std::string& file, Config& config,
                     std::vector<std::string>& warnings) {
   const json none = json::object();
@@ -323,37 +419,11 @@ void read_scheduler(const json* scheduler, const std::string& file, Config& conf
   fields.require("prediction_type", "epsilon", "epsilon",
                  "\"epsilon\" only (the network predicts the noise)");
   fields.require("rescale_betas_zero_snr", false, false);
-  const std::string variance = fields.text("variance_type", "fixed_small");
-  if (variance == "fixed_small" || variance == "fixed_small_log") {
-    sample.variance = "fixed_small";
-  } else if (variance == "fixed_large" || variance == "fixed_large_log") {
-    sample.variance = "fixed_large";
-  } else {
-    fields.refuse("variance_type", variance,
-                  "fixed_small and fixed_large (a network that predicts its variance is not "
-                  "supported)");
+  std::string class_name = "DDPMScheduler";
+  if (scheduler && scheduler->contains("_class_name") && (*scheduler)["_class_name"].is_string()) {
+    class_name = (*scheduler)["_class_name"].get<std::string>();
   }
-  sample.clip_denoised = fields.boolean("clip_sample", true);
-  const std::string spacing = fields.text("timestep_spacing", "leading");
-  if (spacing == "leading" || spacing == "trailing" || spacing == "linspace") {
-    sample.spacing = spacing;
-  } else {
-    warnings.push_back(file + ": timestep_spacing '" + spacing +
-                       "' has no ddpm counterpart; sampling uses sample.spacing leading");
-    sample.spacing = "leading";
-  }
-  const auto not_applied = [&](const std::string& key, const json& fallback, const char* what) {
-    const json value = fields.get(key, fallback);
-    if (value != fallback) {
-      warnings.push_back(file + ": " + key + " " + value.dump() + " is not applied: " + what);
-    }
-  };
-  not_applied("clip_sample_range", 1.0, "ddpm clips the predicted x0 to [-1, 1]");
-  not_applied("thresholding", false, "ddpm clips instead of thresholding dynamically");
-  not_applied("steps_offset", 0, "ddpm's leading spacing starts at timestep 0");
-  not_applied("set_alpha_to_one", true, "ddpm's DDIM ends at alpha_bar = 1");
-  sample.sampler = "ddpm";
-  sample.steps = diffusion.timesteps;
+  read_sampler(fields, class_name, diffusion.timesteps, sample, warnings);
 }
 
 bool same_number(double a, double b) {

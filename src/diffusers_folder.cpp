@@ -1,9 +1,11 @@
 // Reading and writing diffusers model folders; see diffusers_folder.h.
 #include "ddpm/diffusers_folder.h"
 
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +34,40 @@ bool is_file(const fs::path& path) {
   return fs::is_regular_file(path, error);
 }
 
+// Python's json module writes the non-standard tokens NaN, Infinity and -Infinity (diffusers'
+// DPMSolverMultistepScheduler saves "lambda_min_clipped": -Infinity). Outside of strings they
+// become the strings "NaN", "Infinity" and "-Infinity": a field that must be a number is then
+// refused by name, and the others parse.
+std::string quote_python_constants(const std::string& text) {
+  std::string out;
+  out.reserve(text.size() + 16);
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') in_string = true;
+    bool replaced = false;
+    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
+      if (text.compare(i, std::strlen(token), token) == 0) {
+        out += std::string("\"") + token + "\"";
+        i += std::strlen(token) - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  return out;
+}
+
 json read_json_file(const fs::path& file) {
   std::error_code error;
   const uintmax_t size = fs::file_size(file, error);
@@ -41,8 +77,10 @@ json read_json_file(const fs::path& file) {
   }
   std::ifstream in(file, std::ios::binary);
   if (!in) throw folder_error(file, "cannot be opened; check its permissions");
+  std::stringstream text;
+  text << in.rdbuf();
   try {
-    return json::parse(in);
+    return json::parse(quote_python_constants(text.str()));
   } catch (const json::exception& parse_error) {
     throw folder_error(file, std::string("is not valid JSON: ") + parse_error.what());
   }

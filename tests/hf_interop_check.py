@@ -314,7 +314,7 @@ def check_timesteps(check):
             info = json.loads(check.ddpm_run(
                 "info", "--json", *tiny, "--set", f"diffusion.timesteps={timesteps}", "--set",
                 f"sample.steps={steps}", "--set", f"sample.spacing={spacing}"))
-            ours = info["sampling"]["timesteps"][::-1]
+            ours = info["sampling"]["timesteps"]  # in the order the chain runs them
             scheduler = DDIMScheduler(num_train_timesteps=timesteps, timestep_spacing=spacing)
             scheduler.set_timesteps(steps)
             theirs = scheduler.timesteps.tolist()

@@ -93,6 +93,46 @@ TEST_F(HfCli, AGoodFolderSamplesImportsAndExports) {
   }
 }
 
+// A folder whose scheduler is another diffusers scheduler samples with the matching sampler,
+// with that class's defaults (scheduler configs as diffusers 0.42.1's save_config writes them,
+// tests/data/diffusers-schedulers/, including DPMSolverMultistepScheduler's -Infinity).
+TEST_F(HfCli, TheFoldersSchedulerPicksTheSampler) {
+  const fs::path folder = make_folder(path("scheduled"));
+  const fs::path fixtures = fs::path(DDPM_SOURCE_DIR) / "tests" / "data" / "diffusers-schedulers";
+  struct Expected {
+    std::string file, sampler, spacing;
+    bool clip;
+    int steps;
+  };
+  for (const Expected& expected : std::vector<Expected>{
+           {"dpmsolver_sde_karras.json", "dpmpp_2m_sde", "karras", false, 50},
+           {"dpmsolver_default.json", "dpmpp_2m", "linspace", false, 50},
+           {"euler_default.json", "euler", "linspace", false, 50},
+           {"euler_ancestral_trailing.json", "euler_ancestral", "trailing", false, 50},
+           {"heun_clip.json", "heun", "linspace", true, 50},
+           {"ddim_default.json", "ddim", "leading", true, 50},
+           {"pndm_default.json", "ddpm", "leading", true, 1000}}) {
+    fs::copy_file(fixtures / expected.file, folder / "scheduler_config.json",
+                  fs::copy_options::overwrite_existing);
+    const auto printed = testing::run_ddpm("config --checkpoint " + folder.string());
+    ASSERT_EQ(printed.exit_code, 0) << expected.file << "\n" << printed.output;
+    const json config = json::parse(printed.output.substr(printed.output.find('{')));
+    const json& sample = config.at("sample");
+    EXPECT_EQ(sample.at("sampler"), expected.sampler) << expected.file;
+    EXPECT_EQ(sample.at("spacing"), expected.spacing) << expected.file;
+    EXPECT_EQ(sample.at("clip_denoised"), expected.clip) << expected.file;
+    EXPECT_EQ(sample.at("steps"), expected.steps) << expected.file;
+    if (expected.file == "pndm_default.json") {
+      EXPECT_CONTAINS(printed.output, "PNDMScheduler has no ddpm counterpart");
+    }
+  }
+  // And it samples with it.
+  EXPECT_EQ(testing::run_ddpm("sample --checkpoint " + folder.string() + " --out " +
+                              path("out").string() + " --num 1 --steps 3 --sampler dpmpp_2m")
+                .exit_code,
+            0);
+}
+
 TEST_F(HfCli, BrokenWeightFilesNameTheFile) {
   const fs::path folder = make_folder(path("truncated"));
   const fs::path weights = folder / "diffusion_pytorch_model.safetensors";

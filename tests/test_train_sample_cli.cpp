@@ -6,6 +6,8 @@
 #include <torch/cuda.h>
 
 #include <fstream>
+#include <tuple>
+#include <vector>
 
 #include "ddpm/checkpoint.h"
 #include "ddpm/image_io.h"
@@ -81,6 +83,49 @@ TEST_F(TrainAndSample, TrainThenSampleWritesPngsWithMetadata) {
   EXPECT_EQ(std::filesystem::last_write_time(path("out") / "sample_00000.png"), before);
   const auto replaced = run_ddpm(sample + "--out " + path("out").string() + " --overwrite");
   EXPECT_EQ(replaced.exit_code, 0) << replaced.output;
+}
+
+// Every sampler through the CLI: --list-samplers, the NFE in the log and in each PNG's metadata,
+// and the refusals of settings a sampler cannot run, before anything is written.
+TEST_F(TrainAndSample, FastSamplersRecordTheirCostAndRefuseWhatTheyCannotRun) {
+  const auto trained = run_ddpm("train " + tiny() + "--out " + path("run").string());
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const auto listed = run_ddpm("sample --list-samplers");
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  for (const std::string name :
+       {"ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "2N-1"}) {
+    EXPECT_CONTAINS(listed.output, name);
+  }
+  const std::string sample =
+      "sample --checkpoint " + path("run").string() + " --num 2 --device cpu ";
+  for (const auto& [sampler, steps, spacing, nfe] :
+       std::vector<std::tuple<std::string, int, std::string, int>>{
+           {"heun", 3, "karras", 5},
+           {"dpmpp_2m_sde", 4, "linspace", 4},
+           {"euler", 2, "trailing", 2}}) {
+    const auto out = path("out_" + sampler);
+    const auto sampled = run_ddpm(sample + "--sampler " + sampler + " --steps " +
+                                  std::to_string(steps) + " --spacing " + spacing + " --out " +
+                                  out.string());
+    ASSERT_EQ(sampled.exit_code, 0) << sampled.output;
+    EXPECT_CONTAINS(sampled.output, std::to_string(nfe) + " network evaluations per image");
+    const auto text = read_png_text(out / "sample_00001.png");
+    EXPECT_EQ(text.at("sampler"), sampler);
+    EXPECT_EQ(text.at("steps"), std::to_string(steps));
+    EXPECT_EQ(text.at("nfe"), std::to_string(nfe));
+    EXPECT_EQ(text.at("spacing"), spacing);
+    EXPECT_EQ(text.count("eta"), 0u);
+  }
+  for (const auto& [flags, key] : std::vector<std::pair<std::string, std::string>>{
+           {"--sampler ddim --spacing karras", "sample.spacing"},
+           {"--sampler euler --eta 0.5", "sample.eta"},
+           {"--sampler dpmpp_2m --spacing leading --steps 1000", "sample.steps"},
+           {"--sampler dpm++", "sample.sampler"}}) {
+    const auto refused = run_ddpm(sample + flags + " --out " + path("refused").string());
+    EXPECT_EQ(refused.exit_code, 2) << flags;
+    EXPECT_CONTAINS(refused.output, key);
+    EXPECT_FALSE(std::filesystem::exists(path("refused") / "sample_00000.png")) << flags;
+  }
 }
 
 // The GPU path end to end: bf16 training, a resumed run, DDPM sampling, all on CUDA.

@@ -77,11 +77,12 @@ struct TrainConfig {
 };
 
 struct SampleConfig {
-  std::string sampler = "ddpm";       // ddpm | ddim
+  // ddpm | ddim | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde (sampler_kind.h)
+  std::string sampler = "ddpm";
   int steps = 1000;                   // number of reverse steps (respaced when < T)
-  double eta = 0.0;                   // DDIM stochasticity
+  double eta = 0.0;                   // DDIM stochasticity (0 for every other sampler)
   std::string variance = "fixed_large";  // fixed_large (beta_t) | fixed_small (posterior beta~_t)
-  // uniform | quadratic | leading | trailing | linspace (see sampler.h)
+  // uniform | quadratic | leading | trailing | linspace | karras (see sampling_grid.h)
   std::string spacing = "uniform";
   bool clip_denoised = true;          // clip the predicted x0 to [-1, 1]
   int num_images = 64;

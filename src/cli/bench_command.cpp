@@ -78,8 +78,8 @@ Round training_round(const Config& config, torch::Device device, bool bf16, bool
 }
 
 // A sampling chain of `steps` reverse steps per round, worth batch x steps / chain_steps images
-// of a `chain_steps` chain (every reverse step costs one forward pass and a few element-wise
-// operations, the same for DDPM and DDIM), after a warm-up chain of `warmup` steps.
+// of a `chain_steps` chain (every reverse step costs the same: one forward pass, two for heun,
+// and a few element-wise operations), after a warm-up chain of `warmup` steps.
 Round sampling_round(const Config& config, torch::Device device, SamplerKind kind,
                      bool channels_last, int batch, int warmup, int steps, int chain_steps) {
   UNet model(config.model, config.data);
@@ -93,6 +93,9 @@ Round sampling_round(const Config& config, torch::Device device, SamplerKind kin
   };
   SamplerOptions options = sampler_options(config.sample);
   options.kind = kind;
+  // The config's sample section may name another sampler: keep only what suits this one.
+  if (kind != SamplerKind::ddim) options.eta = 0.0;
+  if (options.spacing == "karras" && !sampler_info(kind).sigma_space) options.spacing = "uniform";
   const std::vector<int64_t> shape = {config.data.channels, config.data.height, config.data.width};
   const auto run_chain = [=](int chain) {
     torch::InferenceMode inference;
@@ -126,7 +129,7 @@ int run_bench(int argc, char** argv) {
   cxxopts::Options options(
       "ddpm bench",
       "Measures a config's network on synthetic data: training images/s (L_simple, Adam, "
-      "clipping, EMA: the steps of ddpm train), sampling images/s of a DDPM or DDIM chain, peak "
+      "clipping, EMA: the steps of ddpm train), sampling images/s of a sampling chain, peak "
       "memory and model FLOP utilisation (3 x forward FLOPs per trained image over "
       "--peak-tflops). Warm-up is excluded.");
   add_config_options(options);
@@ -135,9 +138,12 @@ int run_bench(int argc, char** argv) {
       cxxopts::value<int>())("steps", "timed steps (training steps or reverse steps)",
                              cxxopts::value<int>()->default_value("20"))(
       "warmup", "untimed steps first", cxxopts::value<int>()->default_value("3"))(
-      "sampler", "ddpm (chain of T steps) or ddim (chain of --chain-steps)",
+      "sampler",
+      "ddpm (chain of T steps) or any other sampler of ddpm sample --list-samplers (chain of "
+      "--chain-steps)",
       cxxopts::value<std::string>()->default_value("ddpm"))(
-      "chain-steps", "reverse steps of the DDIM chain", cxxopts::value<int>()->default_value("50"))(
+      "chain-steps", "reverse steps of a chain other than ddpm's",
+      cxxopts::value<int>()->default_value("50"))(
       "precision", "fp32 or bf16 (autocast, CUDA only)",
       cxxopts::value<std::string>()->default_value("fp32"))(
       "device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))(

@@ -66,8 +66,19 @@ int run_info(int argc, char** argv) {
   const double activation_mib = summary.activation_bytes_per_image / double(1 << 20);
   const double weights_mib = double(summary.parameters) * sizeof(float) / double(1 << 20);
   const auto& alpha_bar = schedule.table().alpha_bar;
-  const std::vector<int64_t> visited =
-      sampling_timesteps(schedule.timesteps(), config.sample.steps, config.sample.spacing);
+  const SampleConfig& sample = config.sample;
+  const SamplerKind kind = sampler_from_name(sample.sampler);
+  const SamplingGrid grid = sampling_grid(schedule.table(), kind, sample.steps, sample.spacing);
+  // The timesteps in the order the chain runs them: integers, or float32 values for the
+  // sigma-space samplers' fractional spacings.
+  nlohmann::json visited = nlohmann::json::array();
+  for (const double t : grid.timesteps) {
+    if (grid.fractional) {
+      visited.push_back(t);
+    } else {
+      visited.push_back(static_cast<int64_t>(t));
+    }
+  }
 
   if (arguments.count("json")) {
     nlohmann::json out = {{"parameters", summary.parameters},
@@ -79,9 +90,10 @@ int run_info(int argc, char** argv) {
     for (int64_t t : report_timesteps(schedule.timesteps())) {
       out["alpha_bar"][std::to_string(t)] = alpha_bar[t];
     }
-    out["sampling"] = {{"sampler", config.sample.sampler},
-                       {"steps", config.sample.steps},
-                       {"spacing", config.sample.spacing},
+    out["sampling"] = {{"sampler", sample.sampler},
+                       {"steps", sample.steps},
+                       {"spacing", sample.spacing},
+                       {"nfe", sampler_evaluations(kind, sample.steps)},
                        {"timesteps", visited}};
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -109,16 +121,17 @@ int run_info(int argc, char** argv) {
   for (int64_t t : report_timesteps(schedule.timesteps())) {
     std::printf("  alpha_bar[t = %4lld] = %.6g\n", static_cast<long long>(t), alpha_bar[t]);
   }
-  std::string chain;  // the timesteps in the order the chain runs them, elided past a few
+  std::string chain;  // elided past a few
   for (size_t k = 0; k < visited.size(); ++k) {
     if (visited.size() > 8 && k == 4) {
       chain += ", ...";
       k = visited.size() - 3;
     }
-    chain += (chain.empty() ? "" : ", ") + std::to_string(visited[visited.size() - 1 - k]);
+    chain += (chain.empty() ? "" : ", ") + visited[k].dump();
   }
-  std::printf("sampling     %s, %d steps, %s spacing: t = %s\n", config.sample.sampler.c_str(),
-              config.sample.steps, config.sample.spacing.c_str(), chain.c_str());
+  std::printf("sampling     %s, %d steps (%d network evaluations), %s spacing: t = %s\n",
+              sample.sampler.c_str(), sample.steps, sampler_evaluations(kind, sample.steps),
+              sample.spacing.c_str(), chain.c_str());
   std::printf("device       %s\n", device.c_str());
   return 0;
 }

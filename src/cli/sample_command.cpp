@@ -35,11 +35,12 @@ std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments)
   if (arguments.count("set")) overrides = arguments["set"].as<std::vector<std::string>>();
   const std::vector<std::pair<const char*, const char*>> flags = {
       {"num", "num_images"}, {"batch", "batch_size"}, {"sampler", "sampler"},
-      {"steps", "steps"},    {"eta", "eta"},          {"seed", "seed"}};
+      {"steps", "steps"},    {"eta", "eta"},          {"seed", "seed"},
+      {"spacing", "spacing"}};
   for (const auto& [flag, key] : flags) {
     if (arguments.count(flag)) {
       const std::string value = arguments[flag].as<std::string>();
-      const bool text = std::string(flag) == "sampler";
+      const bool text = std::string(flag) == "sampler" || std::string(flag) == "spacing";
       overrides.push_back(std::string("sample.") + key + "=" +
                           (text ? nlohmann::json(value).dump() : value));
     }
@@ -77,6 +78,22 @@ torch::Tensor read_noise(const fs::path& file, const Config& config) {
   return values;
 }
 
+// --list-samplers: one line per sampler, what it is and what N steps cost.
+void print_samplers() {
+  std::printf("%-16s %-5s %-13s %-6s %-8s %s\n", "sampler", "order", "kind", "NFE", "karras",
+              "method");
+  for (const SamplerInfo& info : all_samplers()) {
+    const std::string kind = info.kind == SamplerKind::ddim ? "deterministic*"
+                             : info.stochastic            ? "stochastic"
+                                                          : "deterministic";
+    std::printf("%-16s %-5d %-13s %-6s %-8s %s\n", info.name.c_str(), info.order, kind.c_str(),
+                info.nfe.c_str(), info.sigma_space ? "yes" : "no", info.summary.c_str());
+  }
+  std::printf("\nN = --steps. * ddim is stochastic when --eta > 0. karras: takes --spacing karras "
+              "(Karras et al. 2022, rho = 7).\nSpacings: uniform, quadratic, leading, trailing, "
+              "linspace (diffusers' names and timesteps), karras.\n");
+}
+
 }  // namespace
 
 int run_sample(int argc, char** argv) {
@@ -92,9 +109,15 @@ int run_sample(int argc, char** argv) {
       "o,out", "output folder", cxxopts::value<std::string>())(
       "num", "number of images (sample.num_images)", cxxopts::value<std::string>())(
       "batch", "images per batch (sample.batch_size)", cxxopts::value<std::string>())(
-      "sampler", "ddpm or ddim (sample.sampler)", cxxopts::value<std::string>())(
+      "sampler",
+      "ddpm, ddim, euler, euler_ancestral, heun, dpmpp_2m or dpmpp_2m_sde (sample.sampler; "
+      "--list-samplers describes them)",
+      cxxopts::value<std::string>())(
       "steps", "reverse steps; fewer than T respaces (sample.steps)",
+      cxxopts::value<std::string>())(
+      "spacing", "uniform, quadratic, leading, trailing, linspace or karras (sample.spacing)",
       cxxopts::value<std::string>())("eta", "DDIM eta (sample.eta)", cxxopts::value<std::string>())(
+      "list-samplers", "print the samplers with their order, kind and cost, then exit")(
       "seed", "random seed (sample.seed)", cxxopts::value<std::string>())(
       "noise", "x_T of image k from row k of this tensor [N, C, H, W] (saved by torch.save)",
       cxxopts::value<std::string>())(
@@ -109,6 +132,10 @@ int run_sample(int argc, char** argv) {
   const auto parsed = parse_command(options, argc, argv, false);
   if (!parsed) return 0;
   const cxxopts::ParseResult& arguments = *parsed;
+  if (arguments.count("list-samplers")) {
+    print_samplers();
+    return 0;
+  }
   if (!arguments.count("checkpoint") || !arguments.count("out")) {
     throw Error(ErrorKind::usage, "ddpm sample needs --checkpoint FILE_OR_RUN_DIR and --out DIR");
   }
@@ -163,11 +190,15 @@ int run_sample(int argc, char** argv) {
   model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
   const SamplerOptions sampler = sampler_options(sample);
+  validate_sampler_options(sampler, schedule.timesteps());  // before any model call
+  const int evaluations = sampler_evaluations(sampler.kind, sample.steps);
   const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
     return model->forward(x_t, t);
   };
   log::info("sampling " + std::to_string(sample.num_images) + " images with " +
-            sampler_name(sampler.kind) + ", " + std::to_string(sample.steps) + " steps, from " +
+            sampler_name(sampler.kind) + ", " + std::to_string(sample.steps) + " steps (" +
+            sample.spacing + " spacing, " + std::to_string(evaluations) +
+            " network evaluations per image), from " +
             checkpoint.string() +
             (source.diffusers ? std::string(" (diffusers)")
                               : " (step " + std::to_string(source.step) +
@@ -178,8 +209,14 @@ int run_sample(int argc, char** argv) {
       {"checkpoint", checkpoint.string()},    {"step", std::to_string(source.step)},
       {"weights", source.diffusers ? "diffusers" : use_ema ? "ema" : "raw"},
       {"sampler", sampler_name(sampler.kind)},
-      {"steps", std::to_string(sample.steps)}, {"eta", nlohmann::json(sample.eta).dump()},
-      {"variance", sample.variance},          {"seed", std::to_string(sample.seed)}};
+      {"steps", std::to_string(sample.steps)}, {"nfe", std::to_string(evaluations)},
+      {"spacing", sample.spacing},
+      {"clip_denoised", sample.clip_denoised ? "true" : "false"},
+      {"seed", std::to_string(sample.seed)}};
+  if (sampler.kind == SamplerKind::ddim) {
+    metadata.emplace_back("eta", nlohmann::json(sample.eta).dump());
+  }
+  if (sampler.kind == SamplerKind::ddpm) metadata.emplace_back("variance", sample.variance);
   if (noise.defined()) metadata.emplace_back("noise", arguments["noise"].as<std::string>());
   std::vector<torch::Tensor> all_images, trajectory;
   ProgressDisplay display("sampling step", std::max(1, sample.steps / 10));
@@ -231,7 +268,9 @@ int run_sample(int argc, char** argv) {
   char rate[64];
   std::snprintf(rate, sizeof rate, "%.2f images/s", double(sample.num_images) / seconds);
   log::info("wrote " + std::to_string(sample.num_images) + " images to " + out.string() + " in " +
-            format_duration(seconds) + " (" + rate + ")");
+            format_duration(seconds) + " (" + rate + "; " + sampler_name(sampler.kind) + ", " +
+            std::to_string(sample.steps) + " steps, " + std::to_string(evaluations) +
+            " network evaluations per image)");
   return 0;
 }
 
