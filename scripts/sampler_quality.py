@@ -8,7 +8,7 @@ features by default) and prints a markdown table with the images/s of each run.
         [--samplers ddpm,ddim,...] [--threads N] [--ddpm build/ddpm]
 
 Steps per NFE budget: N = NFE for every sampler but heun, which costs 2N - 1 (N = (NFE + 1) / 2,
-rounded down). The reference row is ddpm with T steps. Spacing: karras for the sigma-space
+rounded down). The reference row, run last, is ddpm with T steps. Spacing: karras for the sigma-space
 samplers (euler, euler_ancestral, heun, dpmpp_*), uniform for ddpm and ddim. Real features are computed once (--save-real-stats). Every run keeps its images,
 `eval.json` and log under --out; a finished run is reused when its eval.json exists.
 """
@@ -62,10 +62,11 @@ def main():
                  str(args.threads)], out / "real_stats.log")
         real = stats
 
-    runs = [("ddpm", args.timesteps, args.reference_num or args.num)]
+    runs = []
     for nfe in map(int, args.nfe.split(",")):
         for sampler in args.samplers.split(","):
             runs.append((sampler, steps_for(sampler, nfe), args.num))
+    runs.append(("ddpm", args.timesteps, args.reference_num or args.num))  # the reference, last
     rows = []
     for sampler, steps, num in runs:
         spacing = SPACING[sampler]
@@ -92,11 +93,11 @@ def main():
         print(f"{sampler:16} {steps:5} steps  NFE {nfe:5}  FID {figures['fid']:8.3f}  "
               f"{figures['images_per_s']:8.1f} images/s", flush=True)
 
-    print("\n| sampler | spacing | steps | NFE | images | FID | KID ×10³ | precision | recall | images/s |")
+    print("\n| sampler | spacing | steps | NFE | images | FID | KID | precision | recall | images/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for sampler, spacing, steps, nfe, f in rows:
         print(f"| {sampler} | {spacing} | {steps} | {nfe} | {f['num']} | {f['fid']:.2f} | "
-              f"{1e3 * f['kid_mean']:.2f} ± {1e3 * f['kid_std']:.2f} | {f['precision']:.3f} | "
+              f"{f['kid_mean']:.3f} ± {f['kid_std']:.3f} | {f['precision']:.3f} | "
               f"{f['recall']:.3f} | {f['images_per_s']:.1f} |")
     return 0
 

@@ -65,8 +65,7 @@ const std::vector<std::string>& spacing_names() {
   return names;
 }
 
-void check_spacing(SamplerKind kind, int steps, const std::string& spacing,
-                        int64_t timesteps) {
+void check_spacing(SamplerKind kind, int steps, const std::string& spacing, int64_t timesteps) {
   require_choice(spacing, "sample.spacing", spacing_names());
   const SamplerInfo& info = sampler_info(kind);
   if (spacing == "karras" && !info.sigma_space) {

@@ -116,6 +116,12 @@ TEST_F(TrainAndSample, FastSamplersRecordTheirCostAndRefuseWhatTheyCannotRun) {
     EXPECT_EQ(text.at("spacing"), spacing);
     EXPECT_EQ(text.count("eta"), 0u);
   }
+  // The checkpoint's sample section says dpmpp_2m with karras spacing (configs/tiny.json):
+  // --sampler ddim takes uniform instead, and says so; an explicit --spacing karras is refused.
+  const auto ddim = run_ddpm(sample + "--sampler ddim --steps 3 --out " + path("ddim").string());
+  ASSERT_EQ(ddim.exit_code, 0) << ddim.output;
+  EXPECT_CONTAINS(ddim.output, "does not suit ddim; using uniform");
+  EXPECT_EQ(read_png_text(path("ddim") / "sample_00000.png").at("spacing"), "uniform");
   for (const auto& [flags, key] : std::vector<std::pair<std::string, std::string>>{
            {"--sampler ddim --spacing karras", "sample.spacing"},
            {"--sampler euler --eta 0.5", "sample.eta"},

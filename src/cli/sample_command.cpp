@@ -48,6 +48,32 @@ std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments)
   return overrides;
 }
 
+// --sampler picks a sampler the checkpoint's sample section was not written for: a spacing or eta
+// it inherited that the new sampler cannot take (karras for ddpm or ddim, eta for anything but
+// ddim) gives way to the default, with a note. Values the user passed are left to the checks.
+void adapt_inherited_sampling(nlohmann::json& config_json, const cxxopts::ParseResult& arguments) {
+  if (!arguments.count("sampler") || !config_json.contains("sample")) return;
+  const SamplerInfo& info = sampler_info(sampler_from_name(arguments["sampler"].as<std::string>()));
+  const auto given = [&](const std::string& flag) {
+    if (arguments.count(flag)) return true;
+    if (!arguments.count("set")) return false;
+    for (const auto& assignment : arguments["set"].as<std::vector<std::string>>()) {
+      if (assignment.starts_with("sample." + flag + "=")) return true;
+    }
+    return false;
+  };
+  nlohmann::json& sample = config_json["sample"];
+  if (sample.value("spacing", "") == "karras" && !info.sigma_space && !given("spacing")) {
+    log::info("the checkpoint's sample.spacing karras does not suit " + info.name +
+              "; using uniform (pass --spacing to choose)");
+    sample["spacing"] = "uniform";
+  }
+  if (sample.value("eta", 0.0) != 0.0 && info.kind != SamplerKind::ddim && !given("eta")) {
+    log::info("the checkpoint's sample.eta applies to ddim only; " + info.name + " runs without");
+    sample["eta"] = 0.0;
+  }
+}
+
 // --noise FILE: x_T for images 0 .. N-1 of the shape the model makes, as a tensor saved by
 // torch.save. Checked whole before any sampling starts.
 torch::Tensor read_noise(const fs::path& file, const Config& config) {
@@ -147,6 +173,7 @@ int run_sample(int argc, char** argv) {
   for (const auto& assignment : sample_overrides(arguments)) {
     apply_override(config_json, assignment);
   }
+  adapt_inherited_sampling(config_json, arguments);
   const Config config = config_from_json(config_json);
   const SampleConfig& sample = config.sample;
   const torch::Tensor noise =
