@@ -119,14 +119,6 @@ double sigma_at_timestep(const std::vector<double>& sigmas, double t) {
   return slope * (t - double(j)) + sigmas[j];
 }
 
-std::vector<double> schedule_sigmas(const ScheduleTable& table) {
-  std::vector<double> sigmas(table.alpha_bar.size());
-  for (size_t t = 0; t < sigmas.size(); ++t) {
-    sigmas[t] = std::sqrt((1.0 - table.alpha_bar[t]) / table.alpha_bar[t]);
-  }
-  return sigmas;
-}
-
 double SamplingGrid::sigma(int point) const {
   const double ab = alpha_bar.at(point);
   return ab >= 1.0 ? 0.0 : std::sqrt((1.0 - ab) / ab);
@@ -147,7 +139,7 @@ SamplingGrid sampling_grid(const ScheduleTable& table, SamplerKind kind, int ste
   };
 
   if (spacing == "karras") {
-    const std::vector<double> sigmas = schedule_sigmas(table);
+    const std::vector<double>& sigmas = table.sqrt_recip_alpha_bar_minus_one;  // sigma_t
     const std::vector<double> levels = karras_sigmas(sigmas.front(), sigmas.back(), steps);
     const bool rounded = is_dpm_solver(kind);
     for (const double level : levels) {
@@ -159,7 +151,7 @@ SamplingGrid sampling_grid(const ScheduleTable& table, SamplerKind kind, int ste
     return finish();
   }
   if (spacing == "linspace" && info.sigma_space && !is_dpm_solver(kind)) {
-    const std::vector<double> sigmas = schedule_sigmas(table);
+    const std::vector<double>& sigmas = table.sqrt_recip_alpha_bar_minus_one;  // sigma_t
     const std::vector<double> values = linspace_values(T, steps);
     std::vector<double> levels;
     for (auto it = values.rbegin(); it != values.rend(); ++it) {

@@ -46,16 +46,13 @@ std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int steps,
                                   double rho = 7.0);
 
 // The fractional timestep of noise level `sigma` on the schedule whose per-timestep noise levels
-// are `sigmas` (increasing): linear interpolation in log sigma between the neighbouring
+// are `sigmas` (increasing; ScheduleTable::sqrt_recip_alpha_bar_minus_one is sigma_t): linear interpolation in log sigma between the neighbouring
 // timesteps, clamped to [0, T-1] (diffusers' _sigma_to_t).
 double timestep_for_sigma(const std::vector<double>& sigmas, double sigma);
 
 // sigma at a fractional timestep: linear interpolation of sigma between the neighbouring integer
 // timesteps (numpy's interp over arange(T), as diffusers' Euler and Heun schedulers do).
 double sigma_at_timestep(const std::vector<double>& sigmas, double t);
-
-// sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for every timestep of the schedule.
-std::vector<double> schedule_sigmas(const ScheduleTable& table);
 
 struct SamplingGrid {
   // The N model timesteps, in the order the chain visits them (decreasing). Integers, except for

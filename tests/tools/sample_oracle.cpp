@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     ddpm::DiffusionConfig diffusion;
     diffusion.timesteps = std::stoll(argv[7]);
     const ddpm::NoiseSchedule schedule(diffusion);
-    const std::vector<double> sigmas = ddpm::schedule_sigmas(schedule.table());
+    const std::vector<double> sigmas = schedule.table().sqrt_recip_alpha_bar_minus_one;
     ddpm::SamplerOptions options;
     options.kind = ddpm::sampler_from_name(argv[1]);
     options.steps = std::stoi(argv[2]);
