@@ -3,7 +3,8 @@
 # run it as often as you like; it installs only what is missing and rebuilds only what changed.
 #
 #   scripts/setup.sh          system packages, .venv with torch (LibTorch), build/ with ddpm
-#   scripts/setup.sh --test   also the Python packages the test suite compares against
+#   scripts/setup.sh --test   also the Python packages the test suite compares against, and
+#                             matplotlib for scripts/plot_metrics.py
 #   scripts/setup.sh --data   also Debian's Fashion-MNIST (the demo's default data)
 #
 # Environment: DDPM_TORCH picks the torch to build against (default: torch==2.14.1, a CUDA
@@ -67,9 +68,9 @@ if [[ "$installed_version" != "$wanted_version" ]]; then
 fi
 "$venv/bin/python" -c 'import cmake, ninja' 2>/dev/null || pip_install cmake ninja
 if ((with_tests)); then
-  "$venv/bin/python" -c 'import diffusers, numpy' 2>/dev/null || {
-    say "installing diffusers (the Python reference the tests compare against)"
-    pip_install diffusers numpy
+  "$venv/bin/python" -c 'import diffusers, numpy, matplotlib' 2>/dev/null || {
+    say "installing diffusers (the Python reference the tests compare against) and matplotlib"
+    pip_install diffusers numpy matplotlib
   }
 fi
 

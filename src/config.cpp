@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ddpm/error.h"
+#include "ddpm/prediction.h"
 #include "ddpm/sampler_kind.h"
 #include "ddpm/suggest.h"
 
@@ -154,6 +155,7 @@ void validate_diffusion(const DiffusionConfig& diffusion) {
           "must be > 0, got " + str(diffusion.cosine_s));
   require(diffusion.max_beta > 0.0 && diffusion.max_beta < 1.0, "diffusion.max_beta",
           "must be in (0, 1), got " + str(diffusion.max_beta));
+  prediction_from_name(diffusion.prediction);
 }
 
 void validate_train(const TrainConfig& train) {
@@ -187,6 +189,22 @@ void validate_train(const TrainConfig& train) {
   require_choice(train.on_nonfinite, "train.on_nonfinite", {"stop", "skip"});
   require(train.dist_timeout_s >= 1, "train.dist_timeout_s",
           "must be >= 1 (seconds), got " + str(train.dist_timeout_s));
+  require(train.ema_power > 0.0, "train.ema_power", "must be > 0, got " + str(train.ema_power));
+  require_choice(train.loss_weighting, "train.loss_weighting", {"none", "min_snr"});
+  require(train.min_snr_gamma > 0.0, "train.min_snr_gamma",
+          "must be > 0, got " + str(train.min_snr_gamma));
+  require(train.grad_accumulation >= 1, "train.grad_accumulation",
+          "must be >= 1, got " + str(train.grad_accumulation));
+  require(train.batch_size % train.grad_accumulation == 0, "train.grad_accumulation",
+          "must divide train.batch_size (" + str(train.batch_size) + "), got " +
+              str(train.grad_accumulation));
+  require(train.eval_every >= 0, "train.eval_every",
+          "must be >= 0 (0 disables evaluation), got " + str(train.eval_every));
+  require(train.eval_samples >= 4, "train.eval_samples",
+          "must be >= 4 (precision/recall needs k + 1 = 4), got " + str(train.eval_samples));
+  require(train.eval_every == 0 || !train.eval_real.empty(), "train.eval_real",
+          "is needed by train.eval_every: give the real images' folder or a stats file of "
+          "`ddpm eval --save-real-stats`, or set train.eval_every=0");
 }
 
 void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusion) {

@@ -203,6 +203,7 @@ void read_diffusion(const json& object, DiffusionConfig& diffusion) {
   reader.read("cosine_s", diffusion.cosine_s);
   reader.read("max_beta", diffusion.max_beta);
   reader.read("betas", diffusion.betas);
+  reader.read("prediction", diffusion.prediction);
   reader.finish();
 }
 
@@ -218,6 +219,11 @@ void read_train(const json& object, TrainConfig& train) {
   reader.read("warmup_steps", train.warmup_steps);
   reader.read("grad_clip", train.grad_clip);
   reader.read("ema_decay", train.ema_decay);
+  reader.read("ema_warmup", train.ema_warmup);
+  reader.read("ema_power", train.ema_power);
+  reader.read("loss_weighting", train.loss_weighting);
+  reader.read("min_snr_gamma", train.min_snr_gamma);
+  reader.read("grad_accumulation", train.grad_accumulation);
   reader.read("seed", train.seed);
   reader.read("log_every", train.log_every);
   reader.read("checkpoint_every", train.checkpoint_every);
@@ -227,6 +233,10 @@ void read_train(const json& object, TrainConfig& train) {
   reader.read("precision", train.precision);
   reader.read("on_nonfinite", train.on_nonfinite);
   reader.read("dist_timeout_s", train.dist_timeout_s);
+  reader.read("eval_every", train.eval_every);
+  reader.read("eval_samples", train.eval_samples);
+  reader.read("eval_real", train.eval_real);
+  reader.read("eval_feature_net", train.eval_feature_net);
   reader.finish();
 }
 
@@ -327,7 +337,7 @@ json config_to_json(const Config& config) {
   root["diffusion"] = {{"timesteps", diffusion.timesteps},   {"schedule", diffusion.schedule},
                        {"beta_start", diffusion.beta_start}, {"beta_end", diffusion.beta_end},
                        {"cosine_s", diffusion.cosine_s},     {"max_beta", diffusion.max_beta},
-                       {"betas", diffusion.betas}};
+                       {"betas", diffusion.betas},           {"prediction", diffusion.prediction}};
   const TrainConfig& train = config.train;
   root["train"] = {{"batch_size", train.batch_size},
                    {"steps", train.steps},
@@ -339,6 +349,11 @@ json config_to_json(const Config& config) {
                    {"warmup_steps", train.warmup_steps},
                    {"grad_clip", train.grad_clip},
                    {"ema_decay", train.ema_decay},
+                   {"ema_warmup", train.ema_warmup},
+                   {"ema_power", train.ema_power},
+                   {"loss_weighting", train.loss_weighting},
+                   {"min_snr_gamma", train.min_snr_gamma},
+                   {"grad_accumulation", train.grad_accumulation},
                    {"seed", train.seed},
                    {"log_every", train.log_every},
                    {"checkpoint_every", train.checkpoint_every},
@@ -347,7 +362,11 @@ json config_to_json(const Config& config) {
                    {"device", train.device},
                    {"precision", train.precision},
                    {"on_nonfinite", train.on_nonfinite},
-                   {"dist_timeout_s", train.dist_timeout_s}};
+                   {"dist_timeout_s", train.dist_timeout_s},
+                   {"eval_every", train.eval_every},
+                   {"eval_samples", train.eval_samples},
+                   {"eval_real", train.eval_real},
+                   {"eval_feature_net", train.eval_feature_net}};
   const SampleConfig& sample = config.sample;
   root["sample"] = {{"sampler", sample.sampler},
                     {"steps", sample.steps},
@@ -386,14 +405,21 @@ void apply_override(json& root, const std::string& assignment) {
 
 Config load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
   json root = parse_file(file);
-  if (root.is_object() && root.contains("data") && root["data"].is_object() &&
-      root["data"].contains("path") && root["data"]["path"].is_string()) {
-    const std::filesystem::path data_path = root["data"]["path"].get<std::string>();
-    if (!data_path.empty() && data_path.is_relative()) {
-      const auto folder = std::filesystem::absolute(file).parent_path();
-      root["data"]["path"] = (folder / data_path).lexically_normal().string();
+  // Paths written in the file are relative to it (those of --set to the current folder).
+  const auto resolve = [&](const char* section, const char* key) {
+    if (!root.is_object() || !root.contains(section) || !root[section].is_object() ||
+        !root[section].contains(key) || !root[section][key].is_string()) {
+      return;
     }
-  }
+    const std::filesystem::path path = root[section][key].get<std::string>();
+    if (!path.empty() && path.is_relative()) {
+      const auto folder = std::filesystem::absolute(file).parent_path();
+      root[section][key] = (folder / path).lexically_normal().string();
+    }
+  };
+  resolve("data", "path");
+  resolve("train", "eval_real");
+  resolve("train", "eval_feature_net");
   for (const auto& assignment : overrides) apply_override(root, assignment);
   try {
     return config_from_json(root);

@@ -416,8 +416,16 @@ void read_scheduler(const json* scheduler, const std::string& file, Config& conf
     fields.refuse("beta_schedule", schedule,
                   "linear, scaled_linear, squaredcos_cap_v2, sigmoid, or trained_betas");
   }
-  fields.require("prediction_type", "epsilon", "epsilon",
-                 "\"epsilon\" only (the network predicts the noise)");
+  const std::string prediction = fields.text("prediction_type", "epsilon");
+  if (prediction == "epsilon") {
+    diffusion.prediction = "eps";
+  } else if (prediction == "sample") {
+    diffusion.prediction = "x0";
+  } else if (prediction == "v_prediction") {
+    diffusion.prediction = "v";
+  } else {
+    fields.refuse("prediction_type", prediction, "epsilon, sample or v_prediction");
+  }
   fields.require("rescale_betas_zero_snr", false, false);
   std::string class_name = "DDPMScheduler";
   if (scheduler && scheduler->contains("_class_name") && (*scheduler)["_class_name"].is_string()) {
@@ -436,6 +444,13 @@ json number_json(double value) {
     return json(static_cast<int64_t>(value));
   }
   return json(value);
+}
+
+// diffusers' name of a diffusion.prediction.
+std::string diffusers_prediction_type(const std::string& prediction) {
+  if (prediction == "x0") return "sample";
+  if (prediction == "v") return "v_prediction";
+  return "epsilon";
 }
 
 }  // namespace
@@ -557,7 +572,7 @@ json diffusers_scheduler_config(const Config& config, std::vector<std::string>& 
           {"variance_type", sample.variance},
           {"clip_sample", sample.clip_denoised},
           {"clip_sample_range", 1.0},
-          {"prediction_type", "epsilon"},
+          {"prediction_type", diffusers_prediction_type(diffusion.prediction)},
           {"thresholding", false},
           {"timestep_spacing", spacing},
           {"steps_offset", 0},

@@ -1,4 +1,4 @@
-// L_simple; see loss.h.
+// The training objective; see loss.h.
 #include "ddpm/loss.h"
 
 #include "ddpm/seed_mix.h"
@@ -35,6 +35,27 @@ torch::Tensor simple_loss(const EpsilonPredictor& model, const NoiseSchedule& sc
   const auto x_t = schedule.q_sample(x0, draw.t, draw.eps);
   const auto predicted = model(x_t, draw.t);
   return torch::mse_loss(predicted.to(torch::kFloat32), draw.eps.to(torch::kFloat32));
+}
+
+torch::Tensor training_loss(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                            const torch::Tensor& x0, const NoiseDraw& draw,
+                            const LossOptions& options) {
+  if (options.prediction == Prediction::eps && !options.min_snr) {
+    return simple_loss(model, schedule, x0, draw);
+  }
+  const auto x_t = schedule.q_sample(x0, draw.t, draw.eps);
+  const auto predicted = model(x_t, draw.t).to(torch::kFloat32);
+  const torch::Tensor a = schedule.gather(schedule.sqrt_alpha_bar, draw.t, predicted);
+  const torch::Tensor s = schedule.gather(schedule.sqrt_one_minus_alpha_bar, draw.t, predicted);
+  const torch::Tensor target = prediction_target(
+      options.prediction, x0.to(torch::kFloat32), draw.eps.to(torch::kFloat32), a, s);
+  torch::Tensor per_example = (predicted - target).square().flatten(1).mean(1);
+  if (options.min_snr) {
+    // SNR_t = alpha_bar_t / (1 - alpha_bar_t), from the float32 buffers (t = 0: about 1e4).
+    const torch::Tensor snr = (a * a / (s * s)).flatten();
+    per_example = per_example * min_snr_weight(options.prediction, snr, options.min_snr_gamma);
+  }
+  return per_example.mean();
 }
 
 }  // namespace ddpm

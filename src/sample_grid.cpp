@@ -29,6 +29,7 @@ void write_sample_grid(UNet& model, const NoiseSchedule& schedule, const Config&
   options.steps = static_cast<int>(std::min<int64_t>(kGridSteps, schedule.timesteps()));
   options.eta = 0.0;
   options.clip_denoised = config.sample.clip_denoised;
+  options.prediction = prediction_from_name(config.diffusion.prediction);
   const int count = std::min(config.sample.num_images, kGridMaxImages);
   const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
     return model->forward(x_t, t);

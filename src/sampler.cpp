@@ -19,8 +19,9 @@ const std::vector<std::string> kVarianceNames = {"fixed_large", "fixed_small"};
 
 }  // namespace
 
-SamplerOptions sampler_options(const SampleConfig& sample) {
+SamplerOptions sampler_options(const SampleConfig& sample, const DiffusionConfig& diffusion) {
   SamplerOptions options;
+  options.prediction = prediction_from_name(diffusion.prediction);
   options.kind = sampler_from_name(sample.sampler);
   options.steps = sample.steps;
   options.eta = sample.eta;
@@ -60,7 +61,8 @@ torch::Tensor run_sampler(const EpsilonPredictor& model, const NoiseSchedule& sc
         grid.fractional
             ? torch::full({x.size(0)}, t, x.options().dtype(torch::kFloat32))
             : torch::full({x.size(0)}, static_cast<int64_t>(t), x.options().dtype(torch::kLong));
-    return model(x, timestep).to(x.scalar_type());
+    const torch::Tensor output = model(x, timestep).to(x.scalar_type());
+    return eps_from_prediction(options.prediction, output, x, grid.alpha_bar[point]);
   };
   const solvers::StepContext context{grid, options, eps, noise_for_step};
   const std::unique_ptr<solvers::Solver> solver = solvers::make_solver(options.kind);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "ddpm/error.h"
 #include "ddpm/fused_adam.h"
 
 namespace ddpm {
@@ -55,8 +56,14 @@ double learning_rate(const TrainConfig& train, int64_t step) {
   return train.lr * std::min(1.0, double(step + 1) / double(train.warmup_steps));
 }
 
+LossOptions loss_options(const Config& config) {
+  return {prediction_from_name(config.diffusion.prediction),
+          config.train.loss_weighting == "min_snr", config.train.min_snr_gamma};
+}
+
 TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
-                     const TrainConfig& options, bool bf16, ProcessGroup* group)
+                     const TrainConfig& options, const LossOptions& loss, bool bf16,
+                     ProcessGroup* group)
     : model_(model),
       schedule_(schedule),
       options_(options),
@@ -67,7 +74,8 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
                                   .betas({options.adam_beta1, options.adam_beta2})
                                   .eps(options.adam_eps)
                                   .weight_decay(options.weight_decay)),
-      ema_(*model, *ema_model, options.ema_decay),
+      ema_(*model, *ema_model, {options.ema_decay, options.ema_warmup, options.ema_power}),
+      loss_options_(loss),
       noise_(schedule.timesteps()) {}
 
 TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
@@ -84,12 +92,30 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
   const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
     return model_->forward(x_t, t);
   };
-  Result result;
-  {
-    Bf16Autocast autocast(bf16_);
-    result.loss = simple_loss(predictor, schedule_, x0, draw);
+  // Gradient accumulation: the micro-batches' losses are means over equal parts of the batch,
+  // so their gradients, each scaled by 1 / parts, sum to the gradient of the whole batch's mean.
+  const int64_t parts = options_.grad_accumulation;
+  if (x0.size(0) % parts != 0) {
+    throw Error(ErrorKind::config,
+                "train.grad_accumulation (" + std::to_string(parts) + ") must divide each " +
+                    "process's part of the batch (" + std::to_string(x0.size(0)) + ")");
   }
-  result.loss.backward();
+  const int64_t micro = x0.size(0) / parts;
+  Result result;
+  for (int64_t part = 0; part < parts; ++part) {
+    const auto range = [&](const torch::Tensor& value) {
+      return parts == 1 ? value : value.narrow(0, part * micro, micro);
+    };
+    torch::Tensor loss;
+    {
+      Bf16Autocast autocast(bf16_);
+      loss = training_loss(predictor, schedule_, range(x0), {range(draw.t), range(draw.eps)},
+                           loss_options_);
+    }
+    if (parts > 1) loss = loss / double(parts);
+    loss.backward();
+    result.loss = part == 0 ? loss.detach() : result.loss + loss.detach();
+  }
   result.stop = stop_requested;
   torch::Tensor stop_votes;
   if (group_ != nullptr) {
@@ -109,9 +135,10 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
   result.grad_norm = clip_gradients(parameters_, clip);
   result.applied = std::isfinite(result.grad_norm);
   if (stop_votes.defined()) result.stop = stop_votes.item<float>() > 0.0f;
+  result.ema_decay = 0.0;
   if (result.applied) {
     fused_adam_step(optimizer_);
-    ema_.update();
+    result.ema_decay = ema_.update(step + 1);
   } else {
     optimizer_.zero_grad(/*set_to_none=*/true);
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 
 #include "ddpm/atomic_file.h"
@@ -19,6 +20,7 @@
 #include "ddpm/sample_grid.h"
 #include "ddpm/seed_mix.h"
 #include "ddpm/train_step.h"
+#include "ddpm/training_eval.h"
 #include "ddpm/training_state.h"
 #include "ddpm/unet.h"
 #include "ddpm/weights.h"
@@ -113,6 +115,14 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     bf16 = false;
   }
   check_batch_split(options.batch_size, env.world_size);
+  if ((options.batch_size / env.world_size) % options.grad_accumulation != 0) {
+    throw Error(ErrorKind::config,
+                "train.grad_accumulation (" + std::to_string(options.grad_accumulation) +
+                    ") must divide each process's part of the batch (" +
+                    std::to_string(options.batch_size / env.world_size) + " = " +
+                    std::to_string(options.batch_size) + " / " +
+                    std::to_string(env.world_size) + " processes)");
+  }
   const std::unique_ptr<ProcessGroup> group = join_ranks(config, env, device);
   log::info("training on " + describe_device(device) + ", run directory " + run.run_dir.string());
 
@@ -121,6 +131,14 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   // Pinned batches: the copy to the GPU (non-blocking, below) overlaps the previous step.
   loader.pin_memory(device.is_cuda());
   const int64_t local_batch = options.batch_size / env.world_size;
+  std::optional<TrainingEvaluator> evaluator;
+  if (writer && options.eval_every > 0) {
+    evaluator.emplace(config, device);
+    log::info("evaluating " + std::to_string(options.eval_samples) + " EMA samples every " +
+              std::to_string(options.eval_every) + " steps against " +
+              std::to_string(evaluator->real_images()) + " real images (" + options.eval_real +
+              ")");
+  }
   prepare_run_dir(config, run, writer);
   torch::manual_seed(options.seed);  // initial weights and dropout
   UNet model(config.model, config.data);
@@ -137,7 +155,8 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   ema_model->set_channels_last(prefers_channels_last(device));
   ema_model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  TrainStep train_step(model, ema_model, schedule, options, bf16, group.get());
+  TrainStep train_step(model, ema_model, schedule, options, loss_options(config), bf16,
+                       group.get());
   torch::optim::Adam& optimizer = train_step.optimizer();
 
   TrainSummary summary;
@@ -238,6 +257,7 @@ TrainSummary train(const Config& config, const TrainRun& run) {
                                   {"loss", progress.loss},
                                   {"lr", lr},
                                   {"grad_norm", grad_norm},
+                                  {"ema_decay", result.ema_decay},
                                   {"images_per_s", progress.images_per_second},
                                   {"wall_time_s", elapsed}}
                        .dump()
@@ -262,6 +282,19 @@ TrainSummary train(const Config& config, const TrainRun& run) {
     if (step % options.checkpoint_every == 0 || step == options.steps) save();
     if (writer && options.sample_every > 0 && step % options.sample_every == 0) {
       write_sample_grid(ema_model, schedule, config, sample_grid_file(run.run_dir, step), step);
+    }
+    if (evaluator && (step % options.eval_every == 0 || step == options.steps)) {
+      nlohmann::json quality = evaluator->evaluate(ema_model, schedule);
+      log::info("step " + std::to_string(step) + ": FID " +
+                format_number(quality["fid"].get<double>()) + ", KID " +
+                format_number(quality["kid_mean"].get<double>()) + ", precision " +
+                format_number(quality["precision"].get<double>()) + ", recall " +
+                format_number(quality["recall"].get<double>()) + " (" +
+                std::to_string(options.eval_samples) + " EMA samples, " +
+                format_number(quality["eval_seconds"].get<double>()) + " s)");
+      quality["step"] = step;
+      metrics << quality.dump() << "\n";
+      metrics.flush();
     }
     interval_start += std::chrono::steady_clock::now() - pause_start;
   }

@@ -277,7 +277,8 @@ class Checker:
               f"after one step at lr 1e-9), source recorded; a different model.norm_eps refused")
 
     def check_own_run(self):
-        """A run that `ddpm train` wrote (the DDPM layout, ddim sampling, uniform spacing)."""
+        """A run that `ddpm train` wrote (the DDPM layout, ddim sampling, uniform spacing, v
+        prediction: the exported scheduler says v_prediction)."""
         images = self.workdir / "own_images"
         images.mkdir()
         rng = np.random.default_rng(1)
@@ -289,7 +290,7 @@ class Checker:
             "model": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
                       "attention_resolutions": [8], "attention_heads": 2, "norm_groups": 8,
                       "dropout": 0.1},
-            "diffusion": {"timesteps": 100, "schedule": "cosine"},
+            "diffusion": {"timesteps": 100, "schedule": "cosine", "prediction": "v"},
             "train": {"batch_size": 4, "steps": 2, "warmup_steps": 0, "sample_every": 0,
                       "checkpoint_every": 2, "device": "cpu"},
             "sample": {"sampler": "ddim", "steps": 10},
@@ -299,6 +300,9 @@ class Checker:
         run_dir = self.workdir / "own_run"
         self.ddpm_run("train", "--config", config_file, "--data", images, "--out", run_dir)
         self.check_export_round_trip("own_run", run_dir)
+        exported = json.loads((self.workdir / "own_run_exported" / "scheduler" /
+                               "scheduler_config.json").read_text())
+        assert exported["prediction_type"] == "v_prediction", exported["prediction_type"]
 
 
 def check_timesteps(check):
@@ -351,6 +355,16 @@ def main():
         check.check_eps(name, work / name, cifar)
     check.check_ddim("cifar10_flat", work / "cifar10_flat", cifar, GOOGLE_SCHEDULER, steps=10)
     check.check_export_round_trip("cifar10_flat", work / "cifar10_flat", cifar)
+    # The same network read as a v- and as an x0-predictor: the scheduler's prediction_type
+    # decides how its output becomes eps, in diffusers' DDIM loop and in ours.
+    for prediction in ("v_prediction", "sample"):
+        name = f"cifar10_{prediction}"
+        scheduler = dict(GOOGLE_SCHEDULER, prediction_type=prediction)
+        flat_folder(work / name, cifar, GOOGLE_CIFAR10_UNET, scheduler)
+        text = check.ddpm_run("config", "--checkpoint", work / name)
+        read = json.loads(text[text.index("{"):])["diffusion"]["prediction"]
+        assert read == {"v_prediction": "v", "sample": "x0"}[prediction], read
+        check.check_ddim(name, work / name, cifar, scheduler, steps=4, images=1)
 
     celeba = random_unet(CELEBAHQ_256_UNET, seed=2)
     celeba_scheduler = dict(GOOGLE_SCHEDULER, variance_type="fixed_small")

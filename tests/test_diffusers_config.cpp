@@ -3,6 +3,8 @@
 // cannot run is refused naming the field, and export then import is the identity.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "ddpm/config_json.h"
 #include "ddpm/diffusers_config.h"
 #include "ddpm/diffusers_folder.h"
@@ -154,7 +156,7 @@ TEST(DiffusersConfig, WhatWeCannotRunIsRefusedNamingTheFieldAndValue) {
     }
   }
   const std::vector<Refusal> scheduler_refusals = {
-      {"prediction_type", "v_prediction", "\"epsilon\" only"},
+      {"prediction_type", "flow_prediction", "epsilon, sample or v_prediction"},
       {"variance_type", "learned_range", "predicts its variance is not supported"},
       {"beta_schedule", "exponential", "linear, scaled_linear, squaredcos_cap_v2, sigmoid"},
       {"trained_betas", json::array({0.1, 0.2}), "one beta per timestep"},
@@ -222,8 +224,10 @@ TEST(DiffusersConfig, ExportThenImportIsTheIdentity) {
   configs[3].model.downsample_padding = "symmetric";
   configs[3].diffusion.schedule = "quadratic";
   configs[3].sample.spacing = "trailing";
+  configs[3].diffusion.prediction = "v";
   configs[4].diffusion.schedule = "sigmoid";
   configs[4].sample.clip_denoised = false;
+  configs[4].diffusion.prediction = "x0";
   for (size_t i = 0; i < configs.size(); ++i) {
     const Config& config = configs[i];
     std::vector<std::string> warnings;
@@ -234,6 +238,10 @@ TEST(DiffusersConfig, ExportThenImportIsTheIdentity) {
     EXPECT_EQ(back.data.width, config.data.width) << i;
     EXPECT_EQ(back.data.channels, config.data.channels) << i;
     EXPECT_EQ(make_betas(back.diffusion), make_betas(config.diffusion)) << i;
+    EXPECT_EQ(back.diffusion.prediction, config.diffusion.prediction) << i;
+    const std::map<std::string, std::string> names = {
+        {"eps", "epsilon"}, {"x0", "sample"}, {"v", "v_prediction"}};
+    EXPECT_EQ(scheduler["prediction_type"], names.at(config.diffusion.prediction)) << i;
     EXPECT_EQ(back.sample.variance, config.sample.variance) << i;
     EXPECT_EQ(back.sample.clip_denoised, config.sample.clip_denoised) << i;
     // uniform is written as diffusers' linspace, which differs only where a timestep is a half.

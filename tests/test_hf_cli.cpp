@@ -188,10 +188,11 @@ TEST_F(HfCli, BadConfigsNameTheFileAndField) {
                {"bad_config (UNet config): field 'act_fn' is \"gelu\"", "\"silu\" (swish) only"},
                2);
   json scheduler = kScheduler;
-  scheduler["prediction_type"] = "v_prediction";
+  scheduler["prediction_type"] = "flow_prediction";
   write_json(folder / "config.json", kUnet);
   write_json(folder / "scheduler_config.json", scheduler);
-  expect_error(sample_args(folder), {"scheduler config", "prediction_type"}, 2);
+  expect_error(sample_args(folder),
+               {"scheduler config", "prediction_type", "epsilon, sample or v_prediction"}, 2);
 
   expect_error(sample_args(path("nothing_here")), {"nothing_here", "does not exist"});
   fs::create_directories(path("empty_folder"));

@@ -510,7 +510,10 @@ TEST(SamplerOptionsTest, FromConfigAndValidation) {
   config.variance = "fixed_small";
   config.spacing = "quadratic";
   config.clip_denoised = false;
-  const SamplerOptions options = sampler_options(config);
+  DiffusionConfig diffusion;
+  diffusion.prediction = "v";
+  const SamplerOptions options = sampler_options(config, diffusion);
+  EXPECT_EQ(options.prediction, Prediction::v);
   EXPECT_EQ(options.kind, SamplerKind::ddim);
   EXPECT_EQ(options.steps, 50);
   EXPECT_EQ(options.eta, 0.5);

@@ -50,6 +50,7 @@ struct DiffusionConfig {
   double cosine_s = 0.008;         // cosine offset s (Nichol & Dhariwal)
   double max_beta = 0.999;         // cosine betas are clipped here
   std::vector<double> betas;       // custom: beta_t for t = 0 .. T-1 (diffusers' trained_betas)
+  std::string prediction = "eps";  // what the network predicts: eps | x0 | v (prediction.h)
   bool operator==(const DiffusionConfig&) const = default;
 };
 
@@ -63,7 +64,14 @@ struct TrainConfig {
   double weight_decay = 0.0;
   int64_t warmup_steps = 5000;     // linear learning-rate warm-up
   double grad_clip = 1.0;          // global gradient norm; 0 disables clipping
-  double ema_decay = 0.9999;
+  double ema_decay = 0.9999;       // the EMA's decay (its ceiling with ema_warmup)
+  // EMA warm-up as diffusers' EMAModel(use_ema_warmup, inv_gamma 1): the update after training
+  // step k (1-based) uses decay min(ema_decay, 1 - k^-ema_power), so it starts from 0.
+  bool ema_warmup = true;
+  double ema_power = 0.75;
+  std::string loss_weighting = "none";  // none (L_simple) | min_snr (prediction.h)
+  double min_snr_gamma = 5.0;
+  int grad_accumulation = 1;       // micro-batches per optimiser step; batch_size stays global
   uint64_t seed = 0;
   int64_t log_every = 100;
   int64_t checkpoint_every = 10000;
@@ -73,6 +81,14 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32 | bf16 (autocast, CUDA only)
   std::string on_nonfinite = "stop";  // stop | skip: what a NaN/Inf loss or gradient does
   int64_t dist_timeout_s = 600;    // multi-process runs: longest wait for another rank
+  // Every eval_every steps (0: never): FID, KID, precision and recall of eval_samples EMA
+  // samples (the sample section's sampler and seed) against eval_real, a folder or a stats
+  // file of `ddpm eval --save-real-stats`, in the features of eval_feature_net ("": the
+  // default of ddpm eval). Paths in a config file are relative to it, like data.path.
+  int64_t eval_every = 0;
+  int eval_samples = 1000;
+  std::string eval_real;
+  std::string eval_feature_net;
   bool operator==(const TrainConfig&) const = default;
 };
 

@@ -21,6 +21,10 @@
 
 namespace ddpm {
 
+// The feature network `ddpm eval` and train.eval_every use unless told otherwise (relative to
+// the current folder): Fashion-MNIST's, made by scripts/train_feature_net.py.
+inline constexpr const char* kDefaultFeatureNet = "data/feature-nets/fashion_mnist.pt";
+
 struct FeatureNetInput {
   int channels = 0, height = 0, width = 0;
 };

@@ -1,12 +1,14 @@
-// The simplified training objective of DDPM (Ho et al. 2020, eq. 14):
+// The training objective. By default the simplified objective of DDPM (Ho et al. 2020, eq. 14):
 // L_simple = E_{t, x0, eps} || eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
-// with t uniform over 0 .. T-1 and eps ~ N(0, I).
+// with t uniform over 0 .. T-1 and eps ~ N(0, I); the network may instead predict x0 or v, and
+// each example's error may carry the min-SNR-gamma weight (prediction.h).
 #pragma once
 
 #include <functional>
 
 #include <torch/torch.h>
 
+#include "ddpm/prediction.h"
 #include "ddpm/schedule.h"
 
 namespace ddpm {
@@ -40,5 +42,18 @@ NoiseDraw draw_noise_on_cpu(at::IntArrayRef sizes, int64_t timesteps, const Nois
 // Mean squared error between eps and eps_theta(x_t, t), averaged over every element.
 torch::Tensor simple_loss(const EpsilonPredictor& model, const NoiseSchedule& schedule,
                           const torch::Tensor& x0, const NoiseDraw& draw);
+
+struct LossOptions {
+  Prediction prediction = Prediction::eps;  // what `model` returns (diffusion.prediction)
+  bool min_snr = false;                     // train.loss_weighting = min_snr
+  double min_snr_gamma = 5.0;
+};
+
+// The squared error between the prediction target and model(x_t, t), averaged over each
+// example's elements, weighted per example (min-SNR when asked, else 1) and averaged over the
+// batch. With the defaults it is simple_loss.
+torch::Tensor training_loss(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                            const torch::Tensor& x0, const NoiseDraw& draw,
+                            const LossOptions& options);
 
 }  // namespace ddpm

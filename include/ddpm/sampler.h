@@ -20,6 +20,7 @@
 
 #include "ddpm/config.h"
 #include "ddpm/loss.h"
+#include "ddpm/prediction.h"
 #include "ddpm/sampler_kind.h"
 #include "ddpm/sampling_grid.h"
 #include "ddpm/schedule.h"
@@ -33,9 +34,12 @@ struct SamplerOptions {
   std::string variance = "fixed_large";  // DDPM only: fixed_large (beta_t) | fixed_small (beta~_t)
   std::string spacing = "uniform";       // a spacing_names() name, see sampling_grid()
   bool clip_denoised = true;             // clip every predicted x0 to [-1, 1]
+  // What the model returns (diffusion.prediction); run_sampler converts it to eps at each
+  // grid point's alpha_bar, so every sampler works with every prediction type.
+  Prediction prediction = Prediction::eps;
 };
 
-SamplerOptions sampler_options(const SampleConfig& sample);
+SamplerOptions sampler_options(const SampleConfig& sample, const DiffusionConfig& diffusion);
 
 // Throws ddpm::Error (config, naming the sample.* key) unless the steps fit the grid (see
 // sampling_grid()), eta >= 0 (and 0 for every sampler but ddim), variance and spacing are known

@@ -1,5 +1,5 @@
-// One optimisation step of L_simple: draw t and eps, forward (bf16 autocast on CUDA when asked),
-// backward, average the gradients over the ranks of a data-parallel run, clip the global
+// One optimisation step: draw t and eps, forward and backward (bf16 autocast on CUDA when asked)
+// over train.grad_accumulation micro-batches, average the gradients over the ranks of a data-parallel run, clip the global
 // gradient norm, and, when that norm is finite, Adam with the step's warm-up learning rate and
 // the EMA update. The next step's noise is drawn meanwhile (noise_prefetch.h). Shared by train()
 // and `ddpm bench`.
@@ -23,13 +23,15 @@ class TrainStep {
     torch::Tensor loss;   // on the device; reading it synchronises
     double grad_norm;     // before clipping; read on the host (the step's one synchronisation)
     bool applied;         // false when the norm was not finite: no update was made
+    double ema_decay;     // the decay of this step's EMA update (0 when none was made)
     bool stop;            // some rank asked to stop after this step (every rank gets the same)
   };
 
   // With a process group, every rank's model must start equal (see ProcessGroup); the
   // gradients are then averaged, so the models stay equal step after step.
   TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
-            const TrainConfig& options, bool bf16, ProcessGroup* group = nullptr);
+            const TrainConfig& options, const LossOptions& loss, bool bf16,
+            ProcessGroup* group = nullptr);
 
   // x0 is this rank's part of the batch; `step` is 0-based and sets the warm-up learning rate.
   // `stop_requested` is this rank's wish to stop after the step; the ranks agree in Result::stop.
@@ -47,8 +49,12 @@ class TrainStep {
   std::vector<torch::Tensor> parameters_;
   torch::optim::Adam optimizer_;
   ExponentialMovingAverage ema_;
+  LossOptions loss_options_;
   NoisePrefetcher noise_;
 };
+
+// The objective a config trains: diffusion.prediction, train.loss_weighting and min_snr_gamma.
+LossOptions loss_options(const Config& config);
 
 // The learning rate at a step (0-based): linear warm-up to train.lr over warmup_steps.
 double learning_rate(const TrainConfig& train, int64_t step);

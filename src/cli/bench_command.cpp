@@ -66,7 +66,8 @@ Round training_round(const Config& config, torch::Device device, bool bf16, bool
   auto state = std::make_shared<State>(State{model, ema_model,
                                              NoiseSchedule(config.diffusion).to(device), x0,
                                              config.train.warmup_steps, std::nullopt});
-  state->train_step.emplace(state->model, state->ema_model, state->schedule, config.train, bf16);
+  state->train_step.emplace(state->model, state->ema_model, state->schedule, config.train,
+                            loss_options(config), bf16);
   const uint64_t seed = config.train.seed;
   const auto run_steps = [state, seed](int count) {
     for (int i = 0; i < count; ++i, ++state->step) {
@@ -91,7 +92,7 @@ Round sampling_round(const Config& config, torch::Device device, SamplerKind kin
                                              const torch::Tensor& t) mutable {
     return model->forward(x_t, t);
   };
-  SamplerOptions options = sampler_options(config.sample);
+  SamplerOptions options = sampler_options(config.sample, config.diffusion);
   options.kind = kind;
   // The config's sample section may name another sampler: keep only what suits this one.
   if (kind != SamplerKind::ddim) options.eta = 0.0;

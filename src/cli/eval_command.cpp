@@ -24,8 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kDefaultFeatureNet = "data/feature-nets/fashion_mnist.pt";
-
 struct MetricChoice {
   bool fid = false, kid = false, precision_recall = false;
   int pr_k = 3;

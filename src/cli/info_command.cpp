@@ -86,6 +86,7 @@ int run_info(int argc, char** argv) {
                           {"activation_mib_per_image", activation_mib},
                           {"timesteps", schedule.timesteps()},
                           {"schedule", config.diffusion.schedule},
+                          {"prediction", config.diffusion.prediction},
                           {"device", device}};
     for (int64_t t : report_timesteps(schedule.timesteps())) {
       out["alpha_bar"][std::to_string(t)] = alpha_bar[t];
@@ -116,8 +117,9 @@ int run_info(int argc, char** argv) {
   std::printf("forward      %.2f GFLOP per image\n", gflops);
   std::printf("activations  %.1f MiB per image (fp32, kept for backward, estimate)\n",
               activation_mib);
-  std::printf("schedule     %s, T = %lld\n", config.diffusion.schedule.c_str(),
-              static_cast<long long>(schedule.timesteps()));
+  std::printf("schedule     %s, T = %lld, the network predicts %s\n",
+              config.diffusion.schedule.c_str(), static_cast<long long>(schedule.timesteps()),
+              config.diffusion.prediction.c_str());
   for (int64_t t : report_timesteps(schedule.timesteps())) {
     std::printf("  alpha_bar[t = %4lld] = %.6g\n", static_cast<long long>(t), alpha_bar[t]);
   }

@@ -216,7 +216,7 @@ int run_sample(int argc, char** argv) {
   model->set_channels_last(prefers_channels_last(device));
   model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  const SamplerOptions sampler = sampler_options(sample);
+  const SamplerOptions sampler = sampler_options(sample, config.diffusion);
   validate_sampler_options(sampler, schedule.timesteps());  // before any model call
   const int evaluations = sampler_evaluations(sampler.kind, sample.steps);
   const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
