@@ -4,7 +4,8 @@
 # on the CPU (or a GPU when there is one), and samples a grid from the trained model.
 #
 #   DEMO_STEPS   training steps (default 1500: minutes on a 2-core CPU)
-#   DEMO_CONFIG  config to train (default configs/tiny.json; configs/fashion_mnist.json is the
+#   DEMO_CONFIG  config to train (default configs/tiny.json; configs/fashion_mnist_cond.json is
+#                class-conditional, one grid row per class; configs/fashion_mnist.json is the
 #                full-quality GPU setting)
 # Run it again to continue: the run resumes from its latest checkpoint.
 set -euo pipefail

@@ -19,7 +19,11 @@ import subprocess
 import sys
 import time
 
-# name -> (what it changes, overrides on top of --config and --set).
+# The recipe every lever changes one thing of, whatever --config trains (configs/tiny.json now
+# trains v prediction with min-SNR): eps prediction, L_simple, EMA warm-up.
+BASE = ["diffusion.prediction=eps", "train.loss_weighting=none", "train.ema_warmup=true"]
+
+# name -> (what it changes, overrides on top of BASE, --config and --set).
 LEVERS = {
     "base": ("the base recipe", []),
     "no_ema_warmup": ("EMA without warm-up, decay 0.999",
@@ -141,7 +145,7 @@ def main():
     if unknown:
         parser.error(f"unknown run(s) {', '.join(unknown)}; --list prints them")
     common = ["train.steps=100000000", "train.sample_every=0", "train.checkpoint_every=100000000",
-              "train.log_every=100"] + args.set
+              "train.log_every=100"] + BASE + args.set
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda n: run_lever(n, args, common), names))
     text = table(results)

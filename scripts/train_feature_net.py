@@ -59,6 +59,7 @@ class FeatureExtractor(nn.Module):
     def __init__(self, classifier, mean, std):
         super().__init__()
         self.features = classifier.features
+        self.head = classifier.head
         self.register_buffer("feature_mean", mean.clone())
         self.register_buffer("feature_scale", 1 / std.clamp_min(1e-6))
         self.input_channels = 1
@@ -67,6 +68,11 @@ class FeatureExtractor(nn.Module):
 
     def forward(self, x):
         return (self.features(x) - self.feature_mean) * self.feature_scale
+
+    @torch.jit.export
+    def classify(self, x):
+        """The classifier's logits over the 10 classes (scripts/class_quality.py reads them)."""
+        return self.head(self.features(x))
 
 
 def raw_features(model, images, batch=1000):
@@ -152,7 +158,10 @@ def main():
     with torch.no_grad():
         reference = (model.features(test_images[:256]) - mean) / std
         exported = extractor(test_images[:256])
-    if not torch.allclose(reference, exported, atol=1e-4) or exported.shape != (256, FEATURE_DIM):
+        logits_match = torch.allclose(model(test_images[:256]),
+                                      extractor.classify(test_images[:256]), atol=1e-4)
+    if (not torch.allclose(reference, exported, atol=1e-4) or not logits_match
+            or exported.shape != (256, FEATURE_DIM)):
         print("error: the exported module does not reproduce the classifier's features",
               file=sys.stderr)
         return 1

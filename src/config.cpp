@@ -2,6 +2,7 @@
 #include "ddpm/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <regex>
 #include <sstream>
 
@@ -35,6 +36,17 @@ void validate_data(const DataConfig& data) {
           "must be in [1, 256], got " + str(data.workers));
   require(data.cache_mb >= 0, "data.cache_mb",
           "must be >= 0 (0 never caches), got " + str(data.cache_mb));
+  require_choice(data.labels, "data.labels", {"none", "folders"});
+  for (size_t i = 0; i < data.classes.size(); ++i) {
+    const std::string& name = data.classes[i];
+    require(!name.empty() && name != "." && name != ".." &&
+                name.find_first_of("/\\") == std::string::npos,
+            "data.classes", "entry " + str(i) + " ('" + name +
+                                "') is not a folder name; class names are the data folder's "
+                                "subfolder names");
+    require(std::count(data.classes.begin(), data.classes.end(), name) == 1, "data.classes",
+            "names the class '" + name + "' twice; every class needs its own name");
+  }
 }
 
 void validate_model(const ModelConfig& model, const DataConfig& data) {
@@ -71,6 +83,14 @@ void validate_model(const ModelConfig& model, const DataConfig& data) {
                  {"asymmetric", "symmetric"});
   require(model.dropout >= 0.0 && model.dropout < 1.0, "model.dropout",
           "must be in [0, 1), got " + str(model.dropout));
+  require(model.num_classes >= 0 && model.num_classes <= 1'000'000, "model.num_classes",
+          "must be in [0, 1000000] (0: unconditional), got " + str(model.num_classes));
+  require(data.classes.empty() || model.num_classes == 0 ||
+              static_cast<size_t>(model.num_classes) == data.classes.size(),
+          "model.num_classes",
+          "is " + str(model.num_classes) + " but data.classes names " +
+              str(data.classes.size()) + " classes; make them agree (or leave num_classes 0 "
+              "to take it from the data)");
   require(model.norm_groups >= 1, "model.norm_groups",
           "must be >= 1, got " + str(model.norm_groups));
   for (int mult : model.channel_mult) {
@@ -198,6 +218,9 @@ void validate_train(const TrainConfig& train) {
   require(train.batch_size % train.grad_accumulation == 0, "train.grad_accumulation",
           "must divide train.batch_size (" + str(train.batch_size) + "), got " +
               str(train.grad_accumulation));
+  require(train.class_dropout >= 0.0 && train.class_dropout < 1.0, "train.class_dropout",
+          "must be in [0, 1) (the probability of training an example without its class), got " +
+              str(train.class_dropout));
   require(train.eval_every >= 0, "train.eval_every",
           "must be >= 0 (0 disables evaluation), got " + str(train.eval_every));
   require(train.eval_samples >= 4, "train.eval_samples",
@@ -219,6 +242,9 @@ void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusio
           "must be >= 1, got " + str(sample.num_images));
   require(sample.batch_size >= 1, "sample.batch_size",
           "must be >= 1, got " + str(sample.batch_size));
+  require(std::isfinite(sample.guidance) && sample.guidance >= 0.0, "sample.guidance",
+          "must be a number >= 0 (1: the conditional model alone, 0: unconditional, above 1: "
+          "stronger class guidance), got " + str(sample.guidance));
 }
 
 }  // namespace

@@ -120,6 +120,22 @@ class ObjectReader {
     out = std::move(result);
   }
 
+  void read(const std::string& key, std::vector<std::string>& out) {
+    const json* value = find(key);
+    if (!value) return;
+    if (!value->is_array()) {
+      throw config_error(key_path(key), "expected a list of strings, got " + type_name(*value));
+    }
+    std::vector<std::string> result;
+    for (const auto& element : *value) {
+      if (!element.is_string()) {
+        throw config_error(key_path(key), "expected a list of strings, found " + element.dump());
+      }
+      result.push_back(element.get<std::string>());
+    }
+    out = std::move(result);
+  }
+
   // `data.image_size`: one integer for a square image, or [height, width].
   void read_image_size(const std::string& key, int& height, int& width) {
     const json* value = find(key);
@@ -174,6 +190,8 @@ void read_data(const json& object, DataConfig& data) {
   reader.read("random_flip", data.random_flip);
   reader.read("workers", data.workers);
   reader.read("cache_mb", data.cache_mb);
+  reader.read("labels", data.labels);
+  reader.read("classes", data.classes);
   reader.finish();
 }
 
@@ -191,6 +209,7 @@ void read_model(const json& object, ModelConfig& model) {
   reader.read("time_embedding_order", model.time_embedding_order);
   reader.read("time_embedding_shift", model.time_embedding_shift);
   reader.read("downsample_padding", model.downsample_padding);
+  reader.read("num_classes", model.num_classes);
   reader.finish();
 }
 
@@ -237,6 +256,7 @@ void read_train(const json& object, TrainConfig& train) {
   reader.read("eval_samples", train.eval_samples);
   reader.read("eval_real", train.eval_real);
   reader.read("eval_feature_net", train.eval_feature_net);
+  reader.read("class_dropout", train.class_dropout);
   reader.finish();
 }
 
@@ -251,6 +271,7 @@ void read_sample(const json& object, SampleConfig& sample) {
   reader.read("num_images", sample.num_images);
   reader.read("batch_size", sample.batch_size);
   reader.read("seed", sample.seed);
+  reader.read("guidance", sample.guidance);
   reader.finish();
 }
 
@@ -319,7 +340,9 @@ json config_to_json(const Config& config) {
                   {"channels", data.channels},
                   {"random_flip", data.random_flip},
                   {"workers", data.workers},
-                  {"cache_mb", data.cache_mb}};
+                  {"cache_mb", data.cache_mb},
+                  {"labels", data.labels},
+                  {"classes", data.classes}};
   const ModelConfig& model = config.model;
   root["model"] = {{"base_channels", model.base_channels},
                    {"channel_mult", model.channel_mult},
@@ -332,7 +355,8 @@ json config_to_json(const Config& config) {
                    {"norm_eps", model.norm_eps},
                    {"time_embedding_order", model.time_embedding_order},
                    {"time_embedding_shift", model.time_embedding_shift},
-                   {"downsample_padding", model.downsample_padding}};
+                   {"downsample_padding", model.downsample_padding},
+                   {"num_classes", model.num_classes}};
   const DiffusionConfig& diffusion = config.diffusion;
   root["diffusion"] = {{"timesteps", diffusion.timesteps},   {"schedule", diffusion.schedule},
                        {"beta_start", diffusion.beta_start}, {"beta_end", diffusion.beta_end},
@@ -366,7 +390,8 @@ json config_to_json(const Config& config) {
                    {"eval_every", train.eval_every},
                    {"eval_samples", train.eval_samples},
                    {"eval_real", train.eval_real},
-                   {"eval_feature_net", train.eval_feature_net}};
+                   {"eval_feature_net", train.eval_feature_net},
+                   {"class_dropout", train.class_dropout}};
   const SampleConfig& sample = config.sample;
   root["sample"] = {{"sampler", sample.sampler},
                     {"steps", sample.steps},
@@ -376,7 +401,8 @@ json config_to_json(const Config& config) {
                     {"clip_denoised", sample.clip_denoised},
                     {"num_images", sample.num_images},
                     {"batch_size", sample.batch_size},
-                    {"seed", sample.seed}};
+                    {"seed", sample.seed},
+                    {"guidance", sample.guidance}};
   return root;
 }
 

@@ -23,6 +23,8 @@ namespace ddpm {
 namespace fs = std::filesystem;
 namespace {
 
+}  // namespace
+
 bool has_image_extension(const fs::path& path) {
   std::string extension = path.extension().string();
   std::transform(extension.begin(), extension.end(), extension.begin(),
@@ -32,6 +34,8 @@ bool has_image_extension(const fs::path& path) {
   }
   return false;
 }
+
+namespace {
 
 bool flip_decision(uint64_t seed, int64_t epoch, int64_t position) {
   const uint64_t h = splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^
@@ -92,19 +96,20 @@ void check_batch_split(int batch_size, int world_size) {
 class DataLoader::Impl {
  public:
   Impl(std::vector<fs::path> files, const DataConfig& data, int batch_size, uint64_t seed, int rank,
-       int world_size);
+       int world_size, std::vector<int64_t> labels);
   ~Impl() { stop_workers(); }
 
-  torch::Tensor next();
+  Batch next();
   void restore(const LoaderState& state);
   void pin_memory(bool enabled) { pin_memory_ = enabled; }
 
   struct Result {
-    torch::Tensor batch;
+    Batch batch;
     std::exception_ptr error;
   };
 
   const std::vector<fs::path> files_;
+  const std::vector<int64_t> labels_;
   const DataConfig data_;
   const int batch_size_, rank_, world_size_, num_workers_;
   const int local_batch_;  // this rank's part of each batch
@@ -131,15 +136,17 @@ class DataLoader::Impl {
  private:
   void stop_workers();
   void work();
-  torch::Tensor make_batch(int64_t sequence);
+  Batch make_batch(int64_t sequence);
   std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch);
-  void load_position(const std::vector<int64_t>& order, int64_t position, uint8_t* chw);
+  // Returns the index of the file that was loaded.
+  int64_t load_position(const std::vector<int64_t>& order, int64_t position, uint8_t* chw);
   bool load_file(int64_t index, uint8_t* chw);
 };
 
 DataLoader::Impl::Impl(std::vector<fs::path> files, const DataConfig& data, int batch_size,
-                       uint64_t seed, int rank, int world_size)
+                       uint64_t seed, int rank, int world_size, std::vector<int64_t> labels)
     : files_(std::move(files)),
+      labels_(std::move(labels)),
       data_(data),
       batch_size_(batch_size),
       rank_(rank),
@@ -152,6 +159,11 @@ DataLoader::Impl::Impl(std::vector<fs::path> files, const DataConfig& data, int 
   validate_data(data_);
   if (files_.empty()) {
     throw Error(ErrorKind::runtime, "the data loader was given no image files; check data.path");
+  }
+  if (!labels_.empty() && labels_.size() != files_.size()) {
+    throw Error(ErrorKind::runtime, "data loader: " + std::to_string(labels_.size()) +
+                                        " labels for " + std::to_string(files_.size()) +
+                                        " files");
   }
   if (batch_size < 1 || world_size < 1 || rank < 0 || rank >= world_size) {
     throw Error(ErrorKind::runtime,
@@ -205,7 +217,7 @@ void DataLoader::Impl::work() {
   }
 }
 
-torch::Tensor DataLoader::Impl::next() {
+DataLoader::Batch DataLoader::Impl::next() {
   std::unique_lock<std::mutex> lock(mutex_);
   if (workers_.empty()) {
     for (int i = 0; i < num_workers_; ++i) workers_.emplace_back([this] { work(); });
@@ -213,7 +225,7 @@ torch::Tensor DataLoader::Impl::next() {
   result_ready_.wait(lock, [&] { return results_.count(consumed_) != 0; });
   const auto found = results_.find(consumed_);
   if (found->second.error) std::rethrow_exception(found->second.error);  // kept: stays broken
-  torch::Tensor batch = std::move(found->second.batch);
+  Batch batch = std::move(found->second.batch);
   results_.erase(found);
   ++consumed_;
   work_ready_.notify_all();
@@ -267,7 +279,7 @@ std::shared_ptr<const std::vector<int64_t>> DataLoader::Impl::permutation(int64_
   return entry;
 }
 
-torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
+DataLoader::Batch DataLoader::Impl::make_batch(int64_t sequence) {
   const int64_t position = start_.batch + sequence;
   const int64_t epoch = start_.epoch + position / batches_per_epoch_;
   const int64_t batch = position % batches_per_epoch_;
@@ -276,10 +288,13 @@ torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
   torch::Tensor out = torch::empty({local_batch_, data_.channels, height, width},
                                    torch::TensorOptions(torch::kFloat).pinned_memory(pin_memory_));
   float* target = out.data_ptr<float>();
+  torch::Tensor labels;
+  if (!labels_.empty()) labels = torch::empty({local_batch_}, torch::kLong);
   std::vector<uint8_t> chw(image_bytes_);
   for (int i = 0; i < local_batch_; ++i) {
     const int64_t position = batch * batch_size_ + int64_t{rank_} * local_batch_ + i;
-    load_position(*order, position, chw.data());
+    const int64_t file = load_position(*order, position, chw.data());
+    if (labels.defined()) labels.data_ptr<int64_t>()[i] = labels_[file];
     const bool flip = data_.random_flip && flip_decision(seed_, epoch, position);
     for (size_t row = 0; row < image_bytes_ / width; ++row) {
       const uint8_t* from = chw.data() + row * width;
@@ -288,14 +303,15 @@ torch::Tensor DataLoader::Impl::make_batch(int64_t sequence) {
       }
     }
   }
-  return out;
+  return {out, labels};
 }
 
-void DataLoader::Impl::load_position(const std::vector<int64_t>& order, int64_t position,
+int64_t DataLoader::Impl::load_position(const std::vector<int64_t>& order, int64_t position,
                                      uint8_t* chw) {
   const int64_t count = static_cast<int64_t>(order.size());
   for (int64_t step = 0; step < count; ++step) {
-    if (load_file(order[(position + step) % count], chw)) return;
+    const int64_t file = order[(position + step) % count];
+    if (load_file(file, chw)) return file;
     const int64_t readable = count - skipped_.load();
     if (readable < batch_size_) {
       throw Error(ErrorKind::runtime,
@@ -346,12 +362,13 @@ bool DataLoader::Impl::load_file(int64_t index, uint8_t* chw) {
 }
 
 DataLoader::DataLoader(std::vector<fs::path> files, const DataConfig& data, int batch_size,
-                       uint64_t seed, int rank, int world_size)
-    : impl_(std::make_unique<Impl>(std::move(files), data, batch_size, seed, rank, world_size)) {}
+                       uint64_t seed, int rank, int world_size, std::vector<int64_t> labels)
+    : impl_(std::make_unique<Impl>(std::move(files), data, batch_size, seed, rank, world_size,
+                                   std::move(labels))) {}
 DataLoader::~DataLoader() = default;
 
-
-torch::Tensor DataLoader::next() { return impl_->next(); }
+torch::Tensor DataLoader::next() { return impl_->next().images; }
+DataLoader::Batch DataLoader::next_batch() { return impl_->next(); }
 void DataLoader::pin_memory(bool enabled) { impl_->pin_memory(enabled); }
 void DataLoader::restore(const LoaderState& state) { impl_->restore(state); }
 int64_t DataLoader::batches_per_epoch() const { return impl_->batches_per_epoch_; }

@@ -167,8 +167,27 @@ void read_unet(const json& unet, const std::string& file, Config& config,
   fields.require("resnet_time_scale_shift", "default", "default",
                  "\"default\" (additive time conditioning) only");
   fields.require("add_attention", true, true);
-  fields.require("class_embed_type", nullptr, nullptr, "null (unconditional models) only");
-  fields.require("num_class_embeds", nullptr, nullptr, "null (unconditional models) only");
+  fields.require("class_embed_type", nullptr, nullptr,
+                 "null (no class embedding, or the learned one of num_class_embeds) only");
+  // A class-conditional model: num_class_embeds rows, of which ddpm takes the last as "no
+  // class" (as it trains them, for guidance); the class names, when ddpm exported it.
+  if (!fields.get("num_class_embeds", nullptr).is_null()) {
+    model.num_classes = fields.integer("num_class_embeds", 0, 2) - 1;
+    data.labels = "folders";  // what fine-tuning it needs
+    if (unet.contains("_ddpm_class_names") && unet["_ddpm_class_names"].is_array()) {
+      std::vector<std::string> names;
+      for (const json& name : unet["_ddpm_class_names"]) {
+        if (name.is_string()) names.push_back(name.get<std::string>());
+      }
+      if (names.size() == static_cast<size_t>(model.num_classes)) data.classes = names;
+    }
+    if (data.classes.empty()) {
+      warnings.push_back(file + ": num_class_embeds " + std::to_string(model.num_classes + 1) +
+                         ": classes 0 .. " + std::to_string(model.num_classes - 1) +
+                         " for --class, and the last embedding as \"no class\" for --guidance "
+                         "(right for a model trained with class dropout into that row)");
+    }
+  }
   const std::string activation = fields.text("act_fn", "silu");
   if (activation != "silu" && activation != "swish") {
     fields.refuse("act_fn", activation, "\"silu\" (swish) only");
@@ -504,7 +523,7 @@ json diffusers_unet_config(const Config& config) {
     down.push_back(attention[level] ? "AttnDownBlock2D" : "DownBlock2D");
     up.push_back(attention[levels - 1 - level] ? "AttnUpBlock2D" : "UpBlock2D");
   }
-  return {{"_class_name", "UNet2DModel"},
+  json unet_config = {{"_class_name", "UNet2DModel"},
           {"_diffusers_version", kDiffusersVersion},
           {"_ddpm_version", DDPM_VERSION},
           {"act_fn", "silu"},
@@ -526,7 +545,7 @@ json diffusers_unet_config(const Config& config) {
           {"mid_block_type", "UNetMidBlock2D"},
           {"norm_eps", model.norm_eps},
           {"norm_num_groups", model.norm_groups},
-          {"num_class_embeds", nullptr},
+          {"num_class_embeds", model.num_classes > 0 ? json(model.num_classes + 1) : json()},
           {"num_train_timesteps", nullptr},
           {"out_channels", data.channels},
           {"resnet_time_scale_shift", "default"},
@@ -536,6 +555,8 @@ json diffusers_unet_config(const Config& config) {
           {"time_embedding_type", "positional"},
           {"up_block_types", up},
           {"upsample_type", "conv"}};
+  if (!data.classes.empty()) unet_config["_ddpm_class_names"] = data.classes;
+  return unet_config;
 }
 
 json diffusers_scheduler_config(const Config& config, std::vector<std::string>& warnings) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "ddpm/guidance.h"
 #include "ddpm/image_io.h"
 #include "ddpm/sampler.h"
 
@@ -31,9 +32,10 @@ void write_sample_grid(UNet& model, const NoiseSchedule& schedule, const Config&
   options.clip_denoised = config.sample.clip_denoised;
   options.prediction = prediction_from_name(config.diffusion.prediction);
   const int count = std::min(config.sample.num_images, kGridMaxImages);
-  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
-    return model->forward(x_t, t);
-  };
+  // A class-conditional model: the classes in turn, guided as ddpm sample would.
+  const EpsilonPredictor predictor = guided_predictor(
+      model, label_slice(classes_in_turn(all_classes(config.model), count), 0, count),
+      config.sample.guidance);
   torch::Tensor images;
   {
     torch::InferenceMode inference;

@@ -8,6 +8,7 @@
 
 #include "ddpm/error.h"
 #include "ddpm/fused_adam.h"
+#include "ddpm/seed_mix.h"
 
 namespace ddpm {
 namespace {
@@ -51,6 +52,19 @@ double clip_gradients(const std::vector<torch::Tensor>& parameters, double max_n
 
 }  // namespace
 
+torch::Tensor drop_classes(const torch::Tensor& labels, double p, int64_t no_class,
+                           const NoiseKey& noise) {
+  torch::Tensor result = labels.to(torch::kCPU, torch::kLong).clone();
+  int64_t* values = result.data_ptr<int64_t>();
+  const uint64_t base =
+      splitmix64(splitmix64(noise.seed ^ 0x636C617373ULL) ^ static_cast<uint64_t>(noise.step));
+  for (int64_t i = 0; i < result.numel(); ++i) {
+    const uint64_t h = splitmix64(base ^ static_cast<uint64_t>(noise.first_example + i));
+    if (double(h >> 11) * 0x1.0p-53 < p) values[i] = no_class;  // uniform in [0, 1)
+  }
+  return result;
+}
+
 double learning_rate(const TrainConfig& train, int64_t step) {
   if (train.warmup_steps <= 0) return train.lr;
   return train.lr * std::min(1.0, double(step + 1) / double(train.warmup_steps));
@@ -79,7 +93,7 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
       noise_(schedule.timesteps()) {}
 
 TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
-                                 bool stop_requested) {
+                                 bool stop_requested, const torch::Tensor& labels) {
   const NoiseDraw draw = noise_.take(x0, noise);
   // The next step's draws, made while this one runs (the step after `step` is step + 1 of the
   // same examples, in ddpm train and in ddpm bench).
@@ -89,9 +103,16 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
     static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
   }
   optimizer_.zero_grad(/*set_to_none=*/true);
-  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
-    return model_->forward(x_t, t);
-  };
+  if (model_->class_conditional() != labels.defined()) {
+    throw Error(ErrorKind::runtime, model_->class_conditional()
+                                        ? "a class-conditional model trains on labelled images"
+                                        : "an unconditional model trains without labels");
+  }
+  const torch::Tensor classes =
+      labels.defined()
+          ? drop_classes(labels, options_.class_dropout, model_->no_class(), noise)
+                .to(x0.device(), /*non_blocking=*/true)
+          : labels;
   // Gradient accumulation: the micro-batches' losses are means over equal parts of the batch,
   // so their gradients, each scaled by 1 / parts, sum to the gradient of the whole batch's mean.
   const int64_t parts = options_.grad_accumulation;
@@ -105,6 +126,10 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
   for (int64_t part = 0; part < parts; ++part) {
     const auto range = [&](const torch::Tensor& value) {
       return parts == 1 ? value : value.narrow(0, part * micro, micro);
+    };
+    const torch::Tensor part_classes = classes.defined() ? range(classes) : classes;
+    const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
+      return model_->forward(x_t, t, part_classes);
     };
     torch::Tensor loss;
     {

@@ -10,6 +10,7 @@
 
 #include "ddpm/atomic_file.h"
 #include "ddpm/checkpoint.h"
+#include "ddpm/class_folders.h"
 #include "ddpm/config_json.h"
 #include "ddpm/data_parallel.h"
 #include "ddpm/dataset.h"
@@ -103,7 +104,11 @@ std::unique_ptr<ProcessGroup> join_ranks(const Config& config, const Distributed
 
 }  // namespace
 
-TrainSummary train(const Config& config, const TrainRun& run) {
+TrainSummary train(const Config& requested, const TrainRun& run) {
+  // Labelled data: the classes come from the folder (and must match a resumed run's).
+  std::optional<ClassFolders> folders;
+  if (requested.data.labels == "folders") folders = scan_class_folders(requested.data.path);
+  const Config config = with_class_labels(requested, folders ? &*folders : nullptr);
   const TrainConfig& options = config.train;
   const DistributedEnv& env = run.distributed;
   const bool writer = env.rank == 0;  // only rank 0 writes the run directory
@@ -126,8 +131,13 @@ TrainSummary train(const Config& config, const TrainRun& run) {
   const std::unique_ptr<ProcessGroup> group = join_ranks(config, env, device);
   log::info("training on " + describe_device(device) + ", run directory " + run.run_dir.string());
 
-  DataLoader loader(scan_image_folder(config.data.path), config.data, options.batch_size,
-                    options.seed, env.rank, env.world_size);
+  if (folders) {
+    log::info(std::to_string(folders->names.size()) + " classes (image folders of " +
+              config.data.path + "; images per class): " + describe_classes(*folders));
+  }
+  DataLoader loader(folders ? folders->files : scan_image_folder(config.data.path), config.data,
+                    options.batch_size, options.seed, env.rank, env.world_size,
+                    folders ? folders->labels : std::vector<int64_t>{});
   // Pinned batches: the copy to the GPU (non-blocking, below) overlaps the previous step.
   loader.pin_memory(device.is_cuda());
   const int64_t local_batch = options.batch_size / env.world_size;
@@ -216,9 +226,11 @@ TrainSummary train(const Config& config, const TrainRun& run) {
       summary.interrupted = true;
       break;
     }
-    const auto x0 = loader.next().to(device, /*non_blocking=*/true);
+    const DataLoader::Batch batch = loader.next_batch();
+    const auto x0 = batch.images.to(device, /*non_blocking=*/true);
     const NoiseKey noise{options.seed, step, int64_t{env.rank} * local_batch};
-    const TrainStep::Result result = train_step.run(x0, noise, step, stop_wanted);
+    const TrainStep::Result result =
+        train_step.run(x0, noise, step, stop_wanted, batch.labels);
     const double grad_norm = result.grad_norm;
     const double lr = learning_rate(options, step);
     if (!result.applied) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "ddpm/error.h"
+#include "ddpm/guidance.h"
 #include "ddpm/metrics.h"
 #include "ddpm/sampler.h"
 
@@ -95,14 +96,15 @@ nlohmann::json TrainingEvaluator::evaluate(UNet& ema_model, const NoiseSchedule&
   const bool was_training = ema_model->is_training();
   ema_model->eval();
   const SamplerOptions options = sampler_options(config_.sample, config_.diffusion);
-  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
-    return ema_model->forward(x_t, t);
-  };
   const int64_t total = config_.train.eval_samples;
   const int64_t batch = std::max(1, config_.sample.batch_size);
+  // A class-conditional model: every class in turn, at sample.guidance.
+  const std::vector<int64_t> labels = classes_in_turn(all_classes(config_.model), total);
   std::vector<torch::Tensor> features;
   for (int64_t first = 0; first < total; first += batch) {
     const int64_t count = std::min(batch, total - first);
+    const EpsilonPredictor predictor = guided_predictor(
+        ema_model, label_slice(labels, first, count), config_.sample.guidance);
     torch::Tensor images;
     {
       torch::InferenceMode inference;

@@ -123,7 +123,9 @@ void require_same_keys(const nlohmann::json& saved_config, const Config& config,
 void check_resumable(const TrainingState& state, const Config& config,
                      const std::filesystem::path& file) {
   require_same_keys(state.config, config,
-                    {{"model", {}}, {"data", {"image_size", "channels"}}, {"diffusion", {}}},
+                    {{"model", {}},
+                     {"data", {"image_size", "channels", "labels", "classes"}},
+                     {"diffusion", {}}},
                     /*skip_training_only=*/false,
                     "checkpoint '" + file.string() + "' was trained with",
                     "resume with the run's own config (its config.json)");

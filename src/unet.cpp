@@ -145,18 +145,37 @@ UNetImpl::UNetImpl(const ModelConfig& model, const DataConfig& data)
                              torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, data.channels, 3)
                                                    .padding(1)));
   init_variance_scaling(conv_out, 0.0);
+  // Registered last, so that every other weight of a conditional model starts as the
+  // unconditional model's would (the embedding keeps torch's N(0, 1) start, as diffusers').
+  if (model.num_classes > 0) {
+    class_embedding = register_module(
+        "class_embedding", torch::nn::Embedding(model.num_classes + 1, embedding_channels));
+  }
 }
 
-torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
+                                const torch::Tensor& labels) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == data_config.channels &&
                   x.size(2) == data_config.height && x.size(3) == data_config.width,
               "the UNet expects images of shape [B, ", data_config.channels, ", ",
               data_config.height, ", ", data_config.width, "], got ", x.sizes());
   TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(0), "timesteps must have shape [", x.size(0),
               "], got ", t.sizes());
-  const auto temb = time_embedding->forward(
+  auto temb = time_embedding->forward(
       timestep_embedding(t, model_config.base_channels, model_config.time_embedding_shift,
                          model_config.time_embedding_order == "cos_sin"));
+  if (class_conditional()) {
+    const torch::Tensor classes =
+        labels.defined() ? labels : torch::full({x.size(0)}, no_class(), t.options().dtype(
+                                                                             torch::kLong));
+    TORCH_CHECK(classes.dim() == 1 && classes.size(0) == x.size(0),
+                "class labels must have shape [", x.size(0), "], got ", classes.sizes());
+    temb = temb + class_embedding->forward(classes.to(x.device(), torch::kLong))
+                      .to(temb.scalar_type());
+  } else {
+    TORCH_CHECK(!labels.defined(), "this model is unconditional (model.num_classes 0); it takes "
+                                   "no class labels");
+  }
   auto h = run_conv(conv_in, x);
   // conv_in's output is where the activations become channels-last (its input may have 1
   // channel, for which both layouts are the same memory).

@@ -126,10 +126,11 @@ class Checker:
     def ddpm_run(self, *arguments, expect_code=0):
         return run([self.ddpm, *arguments, "--threads", THREADS], expect_code)
 
-    def our_eps(self, source, x, t, channels_last=False):
+    def our_eps(self, source, x, t, channels_last=False, labels=None):
         input_file = self.workdir / "eps_input.pt"
         output_file = self.workdir / "eps_output.pt"
-        torch.save({"x": x, "t": t}, input_file)
+        torch.save({"x": x, "t": t} if labels is None else {"x": x, "t": t, "labels": labels},
+                   input_file)
         run([self.predictor, source, input_file, output_file] +
             (["--channels-last"] if channels_last else []))
         return torch.load(output_file, weights_only=True)
@@ -214,21 +215,25 @@ class Checker:
         x = torch.randn(2, model.config.in_channels, height, width,
                         generator=torch.Generator().manual_seed(3))
         t = torch.tensor([7, 700])
+        # A class-conditional model: a class, and the last row ("no class").
+        classes = model.config.num_class_embeds
+        labels = None if classes is None else torch.tensor([0, classes - 1])
         with torch.no_grad():
-            theirs = model(x, t).sample
+            theirs = model(x, t, class_labels=labels).sample
             if reference_model is not None:
-                original = reference_model(x, t).sample
+                original = reference_model(x, t, class_labels=labels).sample
                 assert torch.equal(theirs, original), f"{name}: the exported model differs"
-        ours = self.our_eps(checkpoint, x, t)
+        ours = self.our_eps(checkpoint, x, t, labels=labels)
         error = (ours - theirs).abs().max().item()
         assert error <= EPS_TOLERANCE, f"{name}: exported epsilon differs by {error}"
 
-        pipeline = DDPMPipeline.from_pretrained(exported, low_cpu_mem_usage=False)
-        pipeline.set_progress_bar_config(disable=True)
-        images = pipeline(batch_size=1, num_inference_steps=2, output_type="np",
-                          generator=torch.Generator().manual_seed(0)).images
-        assert images.shape == (1, height, width, model.config.in_channels)
-        assert np.isfinite(images).all()
+        if classes is None:  # DDPMPipeline has no class labels to give
+            pipeline = DDPMPipeline.from_pretrained(exported, low_cpu_mem_usage=False)
+            pipeline.set_progress_bar_config(disable=True)
+            images = pipeline(batch_size=1, num_inference_steps=2, output_type="np",
+                              generator=torch.Generator().manual_seed(0)).images
+            assert images.shape == (1, height, width, model.config.in_channels)
+            assert np.isfinite(images).all()
 
         again = self.workdir / f"{name}_reimported.pt"
         self.ddpm_run("import", exported, "--out", again)
@@ -243,7 +248,9 @@ class Checker:
             assert {k: config_before[section][k] for k in keys} == \
                    {k: config_after[section][k] for k in keys}, f"{name}: {section} changed"
         print(f"{name}: export -> diffusers (no missing or unexpected keys, |eps| diff "
-              f"{error:.2e}, DDPMPipeline ran) -> import: identical weights and model config")
+              f"{error:.2e}" + (", DDPMPipeline ran" if classes is None else
+                                f", class_labels {labels.tolist()} of {classes} embeddings") +
+              ") -> import: identical weights and model config")
 
     def check_init_from(self, folder, model):
         size = model.config.sample_size
@@ -276,17 +283,22 @@ class Checker:
         print(f"train --init-from: started from the folder's weights (max drift {drift:.1e} "
               f"after one step at lr 1e-9), source recorded; a different model.norm_eps refused")
 
-    def check_own_run(self):
+    def check_own_run(self, conditional=False):
         """A run that `ddpm train` wrote (the DDPM layout, ddim sampling, uniform spacing, v
-        prediction: the exported scheduler says v_prediction)."""
-        images = self.workdir / "own_images"
+        prediction: the exported scheduler says v_prediction); `conditional`: on two class
+        folders, exported with num_class_embeds 3 and the class names."""
+        tag = "own_cond" if conditional else "own"
+        images = self.workdir / f"{tag}_images"
         images.mkdir()
         rng = np.random.default_rng(1)
         for k in range(8):
+            folder = images / ("cat" if k % 2 else "dog") if conditional else images
+            folder.mkdir(exist_ok=True)
             Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(
-                images / f"image_{k}.png")
+                folder / f"image_{k}.png")
         config = {
-            "data": {"image_size": 16, "channels": 1},
+            "data": {"image_size": 16, "channels": 1,
+                     "labels": "folders" if conditional else "none"},
             "model": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
                       "attention_resolutions": [8], "attention_heads": 2, "norm_groups": 8,
                       "dropout": 0.1},
@@ -295,14 +307,23 @@ class Checker:
                       "checkpoint_every": 2, "device": "cpu"},
             "sample": {"sampler": "ddim", "steps": 10},
         }
-        config_file = self.workdir / "own.json"
+        config_file = self.workdir / f"{tag}.json"
         write_json(config_file, config)
-        run_dir = self.workdir / "own_run"
+        run_dir = self.workdir / f"{tag}_run"
         self.ddpm_run("train", "--config", config_file, "--data", images, "--out", run_dir)
-        self.check_export_round_trip("own_run", run_dir)
-        exported = json.loads((self.workdir / "own_run_exported" / "scheduler" /
+        self.check_export_round_trip(f"{tag}_run", run_dir)
+        exported = json.loads((self.workdir / f"{tag}_run_exported" / "scheduler" /
                                "scheduler_config.json").read_text())
         assert exported["prediction_type"] == "v_prediction", exported["prediction_type"]
+        if conditional:
+            unet = json.loads((self.workdir / f"{tag}_run_exported" / "unet" /
+                               "config.json").read_text())
+            assert unet["num_class_embeds"] == 3, unet["num_class_embeds"]
+            assert unet["_ddpm_class_names"] == ["cat", "dog"], unet["_ddpm_class_names"]
+            again = torch.load(self.workdir / f"{tag}_run_reimported.pt", weights_only=True)
+            config_again = json.loads(again["config"])
+            assert config_again["data"]["classes"] == ["cat", "dog"], config_again["data"]
+            assert config_again["model"]["num_classes"] == 2, config_again["model"]
 
 
 def check_timesteps(check):
@@ -400,7 +421,19 @@ def main():
                      steps=5)
     check.check_export_round_trip("unconditional_pipeline", pipeline_folder, unconditional)
     check.check_init_from(pipeline_folder, unconditional)
+
+    # A class-conditional UNet2DModel (num_class_embeds, class_labels), of diffusers' making.
+    conditional = random_unet({
+        "sample_size": 16, "in_channels": 1, "out_channels": 1, "layers_per_block": 1,
+        "block_out_channels": [16, 32], "norm_num_groups": 8, "num_class_embeds": 5,
+        "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]}, seed=4)
+    conditional_folder = work / "conditional_pipeline"
+    DDPMPipeline(unet=conditional, scheduler=DDPMScheduler(num_train_timesteps=1000)
+                 ).save_pretrained(conditional_folder)
+    check.check_export_round_trip("conditional_pipeline", conditional_folder, conditional)
     check.check_own_run()
+    check.check_own_run(conditional=True)
     print("Hugging Face interop: every check passed")
 
 

@@ -13,9 +13,12 @@
 #include "ddpm/dataset.h"
 #include "ddpm/error.h"
 #include "ddpm/image_io.h"
+#include "test_support.h"
 
 namespace ddpm {
 namespace {
+
+using testing::error_of;
 
 namespace fs = std::filesystem;
 constexpr int kSide = 8;
@@ -86,15 +89,6 @@ using Dataset = DataLoaderTest;
 void expect_same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "batch " << i;
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
 }
 
 TEST_F(Dataset, ScanFindsImagesRecursivelyAndSorted) {

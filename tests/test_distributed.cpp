@@ -18,21 +18,14 @@
 namespace ddpm {
 namespace {
 
+using testing::error_of;
+
 EnvLookup fake_env(std::map<std::string, std::string> values) {
   return [values](const std::string& name) -> std::optional<std::string> {
     const auto found = values.find(name);
     if (found == values.end()) return std::nullopt;
     return found->second;
   };
-}
-
-std::string error_text(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
 }
 
 TEST(DistributedEnv, NoLauncherMeansOneProcess) {
@@ -91,26 +84,26 @@ TEST(DistributedEnv, ReadsSlurmStepVariablesAndDerivesTheMaster) {
 }
 
 TEST(DistributedEnv, BadVariablesAreUsageErrorsNamingThem) {
-  EXPECT_CONTAINS(error_text([] {
+  EXPECT_CONTAINS(error_of([] {
                     read_distributed_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "2"}}));
                   }),
                   "MASTER_ADDR");
-  EXPECT_CONTAINS(error_text([] {
+  EXPECT_CONTAINS(error_of([] {
                     read_distributed_env(fake_env({{"RANK", "2"}, {"WORLD_SIZE", "2"},
                                                    {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}));
                   }),
                   "RANK is 2, outside 0..1");
-  EXPECT_CONTAINS(error_text([] {
+  EXPECT_CONTAINS(error_of([] {
                     read_distributed_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "two"}}));
                   }),
                   "WORLD_SIZE is 'two', not a whole number");
-  EXPECT_CONTAINS(error_text([] {
+  EXPECT_CONTAINS(error_of([] {
                     read_distributed_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "2"},
                                                    {"MASTER_ADDR", "h"},
                                                    {"MASTER_PORT", "70000"}}));
                   }),
                   "MASTER_PORT is 70000, outside 1..65535");
-  EXPECT_CONTAINS(error_text([] { read_distributed_env(fake_env({{"RANK", "0"}})); }),
+  EXPECT_CONTAINS(error_of([] { read_distributed_env(fake_env({{"RANK", "0"}})); }),
                   "WORLD_SIZE is not set");
   try {
     read_distributed_env(fake_env({{"RANK", "x"}, {"WORLD_SIZE", "2"}}));
@@ -216,7 +209,7 @@ TEST(ProcessGroup, AMissingRankEndsTheRendezvousWithAnError) {
   env.master_port = testing::free_port();
   const auto start = std::chrono::steady_clock::now();
   const std::string message =
-      error_text([&] { ProcessGroup group(env, torch::kCPU, std::chrono::seconds(2)); });
+      error_of([&] { ProcessGroup group(env, torch::kCPU, std::chrono::seconds(2)); });
   EXPECT_CONTAINS(message, "rendezvous at 127.0.0.1:" + std::to_string(env.master_port));
   EXPECT_CONTAINS(message, "all 2 ranks were started");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));

@@ -14,6 +14,7 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "ddpm/error.h"
 #include "ddpm/image_io.h"
 
 namespace ddpm::testing {
@@ -114,6 +115,15 @@ DataConfig image_config(int channels, int height, int width) {
   data.height = height;
   data.width = width;
   return data;
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& error) {
+    return error.what();
+  }
+  return "(no error)";
 }
 
 std::string small_train_config(const std::filesystem::path& data, int steps) {

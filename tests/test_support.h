@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "ddpm/config.h"
@@ -25,6 +26,9 @@ class TempDir {
 
 // Writes `count` grayscale PNGs of height x width with smooth, varied patterns.
 void write_image_folder(const std::filesystem::path& folder, int count, int height, int width);
+
+// The message of the ddpm::Error that `action` throws, or "(no error)".
+std::string error_of(const std::function<void()>& action);
 
 // The whole content of a file ("" when it cannot be read).
 std::string read_text(const std::filesystem::path& file);

@@ -17,6 +17,11 @@ struct DataConfig {
   bool random_flip = true;   // random horizontal flip during training
   int workers = 2;           // image-decoding threads
   int cache_mb = 2048;       // keep the decoded data set in memory when it fits (0: never)
+  // none: unlabelled images; folders: each immediate subfolder of `path` is one class, in the
+  // order of the sorted folder names (class_folders.h). Training records the folder names in
+  // `classes`; a non-empty `classes` must then match the folder (so a resumed run checks it).
+  std::string labels = "none";
+  std::vector<std::string> classes;
   bool operator==(const DataConfig&) const = default;
 };
 
@@ -39,6 +44,10 @@ struct ModelConfig {
   // asymmetric: one row and column of zeros at the bottom and right before the stride-2 conv, as
   // TensorFlow's SAME padding in the original DDPM; symmetric: one on every side (diffusers).
   std::string downsample_padding = "asymmetric";
+  // > 0: class-conditional (class_embedding in unet.h): a learned embedding of the class,
+  // one of num_classes + 1 rows (the last is "no class"), is added to the time embedding.
+  // 0: unconditional. Training with data.labels folders sets it from the data.
+  int num_classes = 0;
   bool operator==(const ModelConfig&) const = default;
 };
 
@@ -89,6 +98,9 @@ struct TrainConfig {
   int eval_samples = 1000;
   std::string eval_real;
   std::string eval_feature_net;
+  // Class-conditional models: the probability that an example's class is replaced by "no
+  // class", so that one network learns both (classifier-free guidance, Ho & Salimans 2022).
+  double class_dropout = 0.1;
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -104,6 +116,9 @@ struct SampleConfig {
   int num_images = 64;
   int batch_size = 64;
   uint64_t seed = 0;
+  // Classifier-free guidance of a class-conditional model (guidance.h):
+  // eps = eps_u + guidance * (eps_c - eps_u). 1: the conditional model alone; 0: unconditional.
+  double guidance = 1.0;
   bool operator==(const SampleConfig&) const = default;
 };
 

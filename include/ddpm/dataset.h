@@ -16,6 +16,9 @@
 
 namespace ddpm {
 
+// Whether the file name ends in one of the image extensions scan_image_folder() takes.
+bool has_image_extension(const std::filesystem::path& path);
+
 // Every image file (.png .jpg .jpeg .bmp .tga .gif, any case) under `folder`, recursively,
 // sorted. Only lists the folder, never opens a file. Throws ddpm::Error (runtime) naming the
 // path when it is missing, not a folder, unreadable, or holds no image files.
@@ -47,8 +50,9 @@ class DataLoader {
  public:
   // batch_size is the global batch; world_size must divide it. Throws ddpm::Error when there
   // are no files or fewer than one batch, or when rank / world_size / batch_size are impossible.
+  // `labels`: the class of each file (class_folders.h), or empty for unlabelled data.
   DataLoader(std::vector<std::filesystem::path> files, const DataConfig& data, int batch_size,
-             uint64_t seed, int rank = 0, int world_size = 1);
+             uint64_t seed, int rank = 0, int world_size = 1, std::vector<int64_t> labels = {});
   ~DataLoader();  // stops and joins the worker threads
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -57,6 +61,13 @@ class DataLoader {
   // [-1, 1]. Throws ddpm::Error when too
   // few files are readable to fill a batch (then every later call throws it again).
   torch::Tensor next();
+
+  struct Batch {
+    torch::Tensor images;  // as next() returns them
+    torch::Tensor labels;  // CPU int64 [batch_size / world_size], undefined without labels
+  };
+  // next() with the class of each image (of the file that took its place, for a skipped one).
+  Batch next_batch();
 
   // Batches in page-locked (pinned) memory from now on, so that a non-blocking copy to a CUDA
   // device runs asynchronously, overlapping the step before it. Needs a usable CUDA device.

@@ -35,8 +35,10 @@ class TrainStep {
 
   // x0 is this rank's part of the batch; `step` is 0-based and sets the warm-up learning rate.
   // `stop_requested` is this rank's wish to stop after the step; the ranks agree in Result::stop.
+  // A class-conditional model takes the images' classes (CPU int64 [B]); train.class_dropout
+  // of them become "no class" (drop_classes).
   Result run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
-             bool stop_requested = false);
+             bool stop_requested = false, const torch::Tensor& labels = {});
 
   torch::optim::Adam& optimizer() { return optimizer_; }
 
@@ -52,6 +54,12 @@ class TrainStep {
   LossOptions loss_options_;
   NoisePrefetcher noise_;
 };
+
+// Classifier-free guidance training: example i of `labels` (example noise.first_example + i of
+// step noise.step) becomes `no_class` with probability p, decided by a hash of (seed, step,
+// example index), so the choice does not depend on batch splits, ranks or resumption.
+torch::Tensor drop_classes(const torch::Tensor& labels, double p, int64_t no_class,
+                           const NoiseKey& noise);
 
 // The objective a config trains: diffusion.prediction, train.loss_weighting and min_snr_gamma.
 LossOptions loss_options(const Config& config);

@@ -46,8 +46,14 @@ struct UNetImpl : torch::nn::Module {
   UNetImpl(const ModelConfig& model, const DataConfig& data);
 
   // x: [B, channels, height, width]; t: [B] timestep indices (0-based, see schedule.h).
-  // Returns the predicted noise, shaped like x.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+  // Returns the predicted noise, shaped like x. A class-conditional model (model.num_classes
+  // > 0) also takes labels: [B] int64 class indices, where num_classes means "no class";
+  // without labels every image is "no class". An unconditional model refuses labels.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
+                        const torch::Tensor& labels = {});
+
+  bool class_conditional() const { return model_config.num_classes > 0; }
+  int64_t no_class() const { return model_config.num_classes; }  // the "no class" label
 
   int64_t parameter_count() const;
 
@@ -65,6 +71,9 @@ struct UNetImpl : torch::nn::Module {
   torch::nn::ModuleList down_blocks, up_blocks;
   MidBlock mid_block{nullptr};
   torch::nn::GroupNorm conv_norm_out{nullptr};
+  // Class-conditional models only: [num_classes + 1, 4 * base_channels], its row added to the
+  // time embedding's output (diffusers' UNet2DModel class_embedding, num_class_embeds rows).
+  torch::nn::Embedding class_embedding{nullptr};
 
  private:
   bool channels_last_ = false;

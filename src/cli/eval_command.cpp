@@ -1,5 +1,6 @@
 // `ddpm eval`: FID, KID, precision and recall of generated images against real ones, on the
 // features of a TorchScript network; either side may be a folder or a saved stats file.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -192,6 +193,51 @@ void add_metrics(nlohmann::json& result, const FeatureStats& real, const Feature
   }
 }
 
+// --per-class: the class subfolders of the generated folder (ddpm sample's layout with
+// several classes), each against the real folder's subfolder of the same name.
+nlohmann::json per_class_metrics(const fs::path& real, const fs::path& generated,
+                                 FeatureNet& net, int batch, const MetricChoice& metrics,
+                                 const KidOptions& kid_options, torch::Device device,
+                                 bool allow_size_mismatch) {
+  std::error_code error;
+  for (const auto& [role, path] : {std::pair{"real", real}, std::pair{"generated", generated}}) {
+    if (!fs::is_directory(path, error)) {
+      throw Error(ErrorKind::usage, std::string("--per-class needs --") + role +
+                                        " to be a folder of class subfolders, not a stats file");
+    }
+  }
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::directory_iterator(generated, error)) {
+    if (entry.is_directory()) names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  if (names.empty()) {
+    throw Error(ErrorKind::usage, "--per-class: '" + generated.string() +
+                                      "' has no class subfolders; sample several classes "
+                                      "(ddpm sample writes one subfolder per class)");
+  }
+  for (const std::string& name : names) {
+    if (!fs::is_directory(real / name, error)) {
+      throw Error(ErrorKind::usage, "--per-class: '" + generated.string() + "' has the class "
+                                    "folder '" + name + "' but '" + real.string() +
+                                        "' has no folder of that name; give the real images "
+                                        "in class subfolders named as the model's classes");
+    }
+  }
+  nlohmann::json classes = nlohmann::json::object();
+  for (const std::string& name : names) {
+    const FeatureStats real_class = side_stats("real", real / name, net, batch, metrics);
+    const FeatureStats generated_class =
+        side_stats("generated", generated / name, net, batch, metrics);
+    if (!allow_size_mismatch) check_shapes(real_class, generated_class, net.input());
+    nlohmann::json result = {{"num_real", real_class.num_images()},
+                             {"num_generated", generated_class.num_images()}};
+    add_metrics(result, real_class, generated_class, metrics, kid_options, device);
+    classes[name] = result;
+  }
+  return classes;
+}
+
 }  // namespace
 
 int run_eval(int argc, char** argv) {
@@ -225,7 +271,10 @@ int run_eval(int argc, char** argv) {
       "json", "also write the results to this JSON file (flat keys)",
       cxxopts::value<std::string>())(
       "allow-size-mismatch", "compare real and generated images of different sizes or channels")(
-      "overwrite", "replace existing --json and stats files");
+      "overwrite", "replace existing --json and stats files")(
+      "per-class",
+      "also each class subfolder of --generated against the --real subfolder of its name "
+      "(both folders)");
   const auto parsed = parse_command(options, argc, argv, false);
   if (!parsed) return 0;
   const cxxopts::ParseResult& arguments = *parsed;
@@ -304,10 +353,26 @@ int run_eval(int argc, char** argv) {
                            {"real", arguments["real"].as<std::string>()},
                            {"generated", arguments["generated"].as<std::string>()}};
   add_metrics(result, real, generated, metrics, kid_options, device);
+  nlohmann::json classes;
+  if (arguments.count("per-class")) {
+    classes = per_class_metrics(arguments["real"].as<std::string>(),
+                                arguments["generated"].as<std::string>(), net, batch, metrics,
+                                kid_options, device, arguments.count("allow-size-mismatch") > 0);
+  }
   result["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
 
   for (const auto& item : result.items()) {
     std::printf("%-16s %s\n", item.key().c_str(), item.value().dump().c_str());
+  }
+  if (!classes.is_null()) {
+    for (const auto& [name, values] : classes.items()) {
+      std::printf("class %s:", name.c_str());
+      for (const auto& item : values.items()) {
+        std::printf(" %s %s", item.key().c_str(), item.value().dump().c_str());
+      }
+      std::printf("\n");
+    }
+    result["per_class"] = classes;
   }
   if (arguments.count("json")) {
     write_file_atomically(arguments["json"].as<std::string>(), result.dump(2) + "\n");

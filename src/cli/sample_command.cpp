@@ -10,6 +10,7 @@
 #include "ddpm/config_json.h"
 #include "ddpm/device.h"
 #include "ddpm/error.h"
+#include "ddpm/guidance.h"
 #include "ddpm/image_io.h"
 #include "ddpm/log.h"
 #include "ddpm/model_source.h"
@@ -17,17 +18,12 @@
 #include "ddpm/unet.h"
 #include "ddpm/weights.h"
 #include "progress.h"
+#include "sample_classes.h"
 
 namespace ddpm::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string image_file_name(int64_t index) {
-  char name[32];
-  std::snprintf(name, sizeof name, "sample_%05lld.png", static_cast<long long>(index));
-  return name;
-}
 
 // --num, --batch, --sampler, ... are shorthands for keys of the sample section.
 std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments) {
@@ -36,7 +32,7 @@ std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments)
   const std::vector<std::pair<const char*, const char*>> flags = {
       {"num", "num_images"}, {"batch", "batch_size"}, {"sampler", "sampler"},
       {"steps", "steps"},    {"eta", "eta"},          {"seed", "seed"},
-      {"spacing", "spacing"}};
+      {"spacing", "spacing"},  {"guidance", "guidance"}};
   for (const auto& [flag, key] : flags) {
     if (arguments.count(flag)) {
       const std::string value = arguments[flag].as<std::string>();
@@ -145,6 +141,14 @@ int run_sample(int argc, char** argv) {
       cxxopts::value<std::string>())("eta", "DDIM eta (sample.eta)", cxxopts::value<std::string>())(
       "list-samplers", "print the samplers with their order, kind and cost, then exit")(
       "seed", "random seed (sample.seed)", cxxopts::value<std::string>())(
+      "class",
+      "a class-conditional model: sample this class, by name or index (repeatable: the "
+      "classes in turn; default: every class in turn)",
+      cxxopts::value<std::vector<std::string>>())(
+      "guidance",
+      "classifier-free guidance W: eps = eps_u + W (eps_c - eps_u); 1: the conditional model "
+      "alone, 0: unconditional (sample.guidance)",
+      cxxopts::value<std::string>())(
       "noise", "x_T of image k from row k of this tensor [N, C, H, W] (saved by torch.save)",
       cxxopts::value<std::string>())(
       "grid", "also write all images as one grid PNG to this file", cxxopts::value<std::string>())(
@@ -180,13 +184,19 @@ int run_sample(int argc, char** argv) {
       arguments.count("noise") ? read_noise(arguments["noise"].as<std::string>(), config)
                                : torch::Tensor();
 
+  const SampleClasses classes = plan_sample_classes(
+      arguments.count("class") ? arguments["class"].as<std::vector<std::string>>()
+                               : std::vector<std::string>{},
+      config, sample.num_images);
+  const bool guided = !classes.labels.empty();
+
   const fs::path out = arguments["out"].as<std::string>();
   const bool overwrite = arguments.count("overwrite") > 0;
   const int trajectory_every = arguments.count("trajectory") ? arguments["trajectory"].as<int>() : 0;
   if (trajectory_every < 0) throw Error(ErrorKind::usage, "--trajectory must be >= 1");
   std::vector<fs::path> outputs;
   for (int64_t index = 0; index < sample.num_images; ++index) {
-    outputs.push_back(out / image_file_name(index));
+    outputs.push_back(sample_file(out, classes, config, index));
   }
   if (arguments.count("grid")) outputs.push_back(arguments["grid"].as<std::string>());
   if (trajectory_every > 0) outputs.push_back(out / "trajectory.png");
@@ -199,10 +209,14 @@ int run_sample(int argc, char** argv) {
       }
     }
   }
-  std::error_code error;
-  fs::create_directories(out, error);
-  if (error) {
-    throw Error(ErrorKind::runtime, "cannot create '" + out.string() + "': " + error.message());
+  for (const auto& file : outputs) {
+    std::error_code error;
+    fs::create_directories(file.parent_path().empty() ? fs::path(".") : file.parent_path(),
+                           error);
+    if (error) {
+      throw Error(ErrorKind::runtime, "cannot create '" + file.parent_path().string() +
+                                          "': " + error.message());
+    }
   }
 
   const torch::Device device = resolve_device(arguments["device"].as<std::string>());
@@ -219,9 +233,6 @@ int run_sample(int argc, char** argv) {
   const SamplerOptions sampler = sampler_options(sample, config.diffusion);
   validate_sampler_options(sampler, schedule.timesteps());  // before any model call
   const int evaluations = sampler_evaluations(sampler.kind, sample.steps);
-  const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
-    return model->forward(x_t, t);
-  };
   log::info("sampling " + std::to_string(sample.num_images) + " images with " +
             sampler_name(sampler.kind) + ", " + std::to_string(sample.steps) + " steps (" +
             sample.spacing + " spacing, " + std::to_string(evaluations) +
@@ -231,6 +242,16 @@ int run_sample(int argc, char** argv) {
                               : " (step " + std::to_string(source.step) +
                                     (use_ema ? ", EMA" : ", raw weights") + ")") +
             (noise.defined() ? ", x_T from --noise" : "") + " on " + describe_device(device));
+  if (guided) {
+    std::string names;
+    for (int64_t label : classes.classes) names += " " + class_name(config, label);
+    log::info("classes" + names + " in turn, guidance " +
+              nlohmann::json(sample.guidance).dump() +
+              (sample.guidance == 1.0 || sample.guidance == 0.0
+                   ? ""
+                   : " (each evaluation runs the conditional and unconditional model as one "
+                     "batch of twice the images)"));
+  }
 
   std::vector<std::pair<std::string, std::string>> metadata = {
       {"checkpoint", checkpoint.string()},    {"step", std::to_string(source.step)},
@@ -245,6 +266,7 @@ int run_sample(int argc, char** argv) {
   }
   if (sampler.kind == SamplerKind::ddpm) metadata.emplace_back("variance", sample.variance);
   if (noise.defined()) metadata.emplace_back("noise", arguments["noise"].as<std::string>());
+  if (guided) metadata.emplace_back("guidance", nlohmann::json(sample.guidance).dump());
   std::vector<torch::Tensor> all_images, trajectory;
   ProgressDisplay display("sampling step", std::max(1, sample.steps / 10));
   const auto start = std::chrono::steady_clock::now();
@@ -264,6 +286,8 @@ int run_sample(int argc, char** argv) {
     torch::Tensor images;
     {
       torch::InferenceMode inference;  // no autograd bookkeeping at all
+      const EpsilonPredictor predictor =
+          guided_predictor(model, label_slice(classes.labels, first, count), sample.guidance);
       images = sample_images(predictor, schedule, sampler, first, count,
                              {config.data.channels, config.data.height, config.data.width},
                              sample.seed, device, progress,
@@ -273,7 +297,11 @@ int run_sample(int argc, char** argv) {
     for (int64_t i = 0; i < count; ++i) {
       auto text = metadata;
       text.emplace_back("index", std::to_string(first + i));
-      write_png(out / image_file_name(first + i), tensor_to_image(images[i]), text);
+      if (guided) {
+        text.emplace_back("class", class_name(config, classes.labels[first + i]));
+        text.emplace_back("class_index", std::to_string(classes.labels[first + i]));
+      }
+      write_png(sample_file(out, classes, config, first + i), tensor_to_image(images[i]), text);
     }
     if (arguments.count("grid")) all_images.push_back(images);
     if (!frames.empty()) trajectory.push_back(torch::stack(frames, 1));  // [B, frames, C, H, W]
@@ -283,9 +311,8 @@ int run_sample(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   if (arguments.count("grid")) {
-    const auto images = torch::cat(all_images);
-    const int columns = static_cast<int>(std::ceil(std::sqrt(double(images.size(0)))));
-    write_png(arguments["grid"].as<std::string>(), make_grid(images, columns), metadata);
+    write_png(arguments["grid"].as<std::string>(),
+              sample_grid_image(torch::cat(all_images), classes), metadata);
   }
   if (!trajectory.empty()) {
     const auto strips = torch::cat(trajectory);  // one row per image, one column per frame

@@ -2,7 +2,8 @@
 // run directory or diffusers folder, through model_source.h), runs one forward pass and writes
 // the prediction.
 // Usage: predict_eps SOURCE INPUT.pt OUTPUT.pt [--channels-last]
-//   INPUT.pt  {"x": [B, C, H, W] float32, "t": [B] int64} (torch.save)
+//   INPUT.pt  {"x": [B, C, H, W] float32, "t": [B] int64, and for a class-conditional model
+//             optionally "labels": [B] int64} (torch.save)
 //   OUTPUT.pt the predicted noise [B, C, H, W]
 #include <iostream>
 
@@ -30,7 +31,8 @@ int main(int argc, char** argv) {
     torch::Tensor eps;
     {
       torch::NoGradGuard no_grad;
-      eps = model->forward(x, t);
+      eps = input.contains("labels") ? model->forward(x, t, input.at("labels").toTensor())
+                                     : model->forward(x, t);
     }
     ddpm::write_pickle_file(argv[3], c10::IValue(eps));
     return 0;
