@@ -65,6 +65,14 @@ TEST_F(TrainAndSample, TrainThenSampleWritesPngsWithMetadata) {
   }
   EXPECT_TRUE(std::filesystem::exists(path("grid.png")));
   EXPECT_TRUE(std::filesystem::exists(path("out") / "trajectory.png"));
+  // An unconditional model: no class metadata, and class options are refused before sampling.
+  EXPECT_EQ(read_png_text(path("out") / "sample_00000.png").count("class"), 0u);
+  for (const std::string& option : {"--class 3", "--guidance 2"}) {
+    const auto refused = run_ddpm(sample + option + " --out " + path("refused").string());
+    EXPECT_EQ(refused.exit_code, 2) << option;
+    EXPECT_CONTAINS(refused.output, "unconditional");
+    EXPECT_FALSE(std::filesystem::exists(path("refused") / "sample_00000.png"));
+  }
 
   // Image k does not depend on the batch it was generated in.
   const auto single = run_ddpm(sample + "--batch 1 --out " + path("single").string());
