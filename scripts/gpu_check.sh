@@ -8,13 +8,17 @@
 #     sources and Gloo's headers from the Debian packages, diffusers' wheel, Fashion-MNIST's
 #     IDX files.
 # There (the repository's root, with .carry carried along):
-#   scripts/gpu_check.sh [build] [test] [train] [bench] [layout]    (no stage: all of them)
+#   scripts/gpu_check.sh [build] [test] [train] [bench] [layout] [precision]
+#                                                                 (no stage: all of them)
 #     build  CMake + Ninja into build-gpu/, against python3's torch (kept while the machine is)
 #     test   the whole CTest suite, CUDA cases included
 #     train  Fashion-MNIST in bf16 for TRAIN_SECONDS, then DDPM and DDIM grids and `ddpm eval`
 #     bench  scripts/bench_compare.py on configs/cifar10.json (bf16, batch 128, sampling 1024)
 #            against diffusers eager and compiled
 #     layout our channels-last against our default (contiguous) layout on the GPU, same setting
+#     precision  fp32 against bf16 and fp16: `ddpm bench` training (batch 128) and DDIM-50
+#            sampling (batch 1024) on configs/cifar10.json, then PRECISION_STEPS training steps
+#            of configs/fashion_mnist.json in each (loss, skipped steps, fp16's loss scale)
 #   Every stage builds first (a no-op when build-gpu/ is current). Logs, grids and JSON go to
 #   build-gpu/check/; where $OUT is set (the device tool's returned folder, which takes at most
 #   8 files), summary.txt, the grids and check.tar.gz (all of build-gpu/check) are copied there,
@@ -22,8 +26,10 @@
 #
 # One device call runs at most 10 minutes: split the stages over calls (for instance
 # `build test`, then `train`, then `bench`, then `layout`), made while the machine is still warm.
-# Environment: TRAIN_SECONDS (default 240), BENCH_ROUNDS (default 5), JOBS (default: all cores),
-# DDPM_CHECK_DEVICE (default cuda; `cpu` rehearses the stages here with small settings).
+# Environment: TRAIN_SECONDS (default 240), BENCH_ROUNDS (default 5), PRECISION_STEPS (default
+# 1500), JOBS (default: all cores),
+# DDPM_CHECK_DEVICE (default cuda; `cpu` rehearses the stages here with small settings),
+# DDPM_CHECK_BUILD_DIR (default build-gpu; `build` rehearses with the build of setup.sh).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -61,7 +67,7 @@ prepare() {
 
 # --- on the GPU machine --------------------------------------------------------------------
 
-build_dir="$root/build-gpu"
+build_dir="${DDPM_CHECK_BUILD_DIR:-$root/build-gpu}"
 out="$build_dir/check"
 device="${DDPM_CHECK_DEVICE:-cuda}"
 jobs="${JOBS:-$(nproc)}"
@@ -211,6 +217,53 @@ layout() {
   note "layout: $((SECONDS - started)) s"
 }
 
+# fp32, bf16 and fp16 (train.precision, sample.precision) on the same settings: speed and memory
+# of `ddpm bench`, and where each precision's training loss goes (fp16 must not drift or skip
+# more than a few steps while its loss scale settles).
+precision() {
+  local started=$SECONDS config=configs/cifar10.json steps="${PRECISION_STEPS:-1500}"
+  local train_config=configs/fashion_mnist.json data="$root/data/fashion-mnist"
+  local bench_train=(--mode train --batch 128 --steps 50 --rounds "${BENCH_ROUNDS:-5}")
+  local bench_sample=(--mode sample --sampler ddim --chain-steps 50 --batch 1024 --steps 20
+                      --rounds "${BENCH_ROUNDS:-5}")
+  if [[ "$device" == cpu ]]; then
+    config=configs/tiny.json; steps="${PRECISION_STEPS:-20}"; train_config=configs/tiny.json
+    bench_train=(--mode train --batch 16 --steps 2 --rounds 2)
+    bench_sample=(--mode sample --sampler ddim --chain-steps 2 --batch 16 --steps 2 --rounds 2)
+  fi
+  [[ -f "$data/.prepared.json" ]] || logged prepare.log python3 \
+    "$root/scripts/prepare_fashion_mnist.py" --input "$carry/fashion-mnist" --output "$data"
+  mkdir -p "$out/precision"
+  local p mode line
+  for p in fp32 bf16 fp16; do
+    logged precision.log "$build_dir/ddpm" bench --config "$root/$config" --device "$device" \
+      --precision "$p" "${bench_train[@]}" --json "$out/precision/train_$p.json"
+    logged precision.log "$build_dir/ddpm" bench --config "$root/$config" --device "$device" \
+      --precision "$p" "${bench_sample[@]}" --json "$out/precision/sample_$p.json"
+    rm -rf "$build_dir/precision-run-$p"
+    logged precision.log "$build_dir/ddpm" train --config "$root/$train_config" \
+      --data "$data/train" --out "$build_dir/precision-run-$p" --set train.device="$device" \
+      --set train.precision="\"$p\"" --set train.steps="$steps" --set train.sample_every=0 \
+      --set train.log_every=100
+    cp "$build_dir/precision-run-$p/metrics.jsonl" "$out/precision/metrics_$p.jsonl"
+  done
+  for p in fp32 bf16 fp16; do
+    line="$(python3 -c '
+import json, sys
+folder, p = sys.argv[1], sys.argv[2]
+train = json.load(open(f"{folder}/train_{p}.json"))
+sample = json.load(open(f"{folder}/sample_{p}.json"))
+last = [json.loads(l) for l in open(f"{folder}/metrics_{p}.jsonl")][-1]
+print("%s: train %.1f img/s, %.2f GiB; DDIM sampling %.1f img/s; loss at step %d %.5f, "
+      "skipped %d, loss scale %s" % (p, train["train_images_per_s"],
+      train["peak_memory_bytes"] / 2**30, sample["sample_images_per_s"], last["step"],
+      last["loss"], last["skipped_steps"], last.get("loss_scale", "-")))
+' "$out/precision" "$p")"
+    note "precision $line"
+  done
+  note "precision: $((SECONDS - started)) s"
+}
+
 # The device tool brings back at most 8 files from $OUT.
 export_results() {
   local status=$?
@@ -228,11 +281,11 @@ main() {
     return
   fi
   local stages=("$@")
-  ((${#stages[@]})) || stages=(build test train bench layout)
+  ((${#stages[@]})) || stages=(build test train bench layout precision)
   for stage in "${stages[@]}"; do
     case "$stage" in
-      build|test|train|bench|layout) ;;
-      *) die "unknown stage '$stage' (build, test, train, bench, layout, or prepare)" ;;
+      build|test|train|bench|layout|precision) ;;
+      *) die "unknown stage '$stage' (build, test, train, bench, layout, precision, or prepare)" ;;
     esac
   done
   mkdir -p "$out"
@@ -246,6 +299,7 @@ main() {
       train) train_and_sample ;;
       bench) bench ;;
       layout) layout ;;
+      precision) precision ;;
     esac
   done
   printf '\n== summary (%s)\n' "$(head -1 "$out/machine.txt")"

@@ -2,6 +2,7 @@
 #include "ddpm/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -51,6 +52,16 @@ int64_t integer_field(const c10::impl::GenericDict& dict, const std::string& fie
   return found->value().toInt();
 }
 
+// An optional number (files written before the field existed lack it): `fallback` when absent.
+double optional_number(const c10::impl::GenericDict& dict, const std::string& field,
+                       double fallback, const fs::path& path) {
+  const auto found = dict.find(field);
+  if (found == dict.end()) return fallback;
+  if (found->value().isDouble()) return found->value().toDouble();
+  if (found->value().isInt()) return static_cast<double>(found->value().toInt());
+  throw checkpoint_error(path, "has a '" + field + "' that is not a number");
+}
+
 std::string step_file_name(int64_t step) {
   char name[64];
   std::snprintf(name, sizeof name, "step_%09lld.pt", static_cast<long long>(step));
@@ -71,6 +82,11 @@ void save_checkpoint(const fs::path& path, const TrainingState& state) {
   dict.insert("loader_epoch", state.loader_epoch);
   dict.insert("loader_batch", state.loader_batch);
   if (!state.source.empty()) dict.insert("source", state.source);
+  dict.insert("skipped_steps", state.skipped_steps);
+  if (state.loss_scale > 0.0) {
+    dict.insert("loss_scale", state.loss_scale);
+    dict.insert("loss_scale_good_steps", state.loss_scale_good_steps);
+  }
   write_pickle_file(path, c10::IValue(dict));
 }
 
@@ -102,6 +118,14 @@ TrainingState load_checkpoint(const fs::path& path) {
   state.rng = tensor_map(dict, "rng", path);
   state.loader_epoch = integer_field(dict, "loader_epoch", path);
   state.loader_batch = integer_field(dict, "loader_batch", path);
+  state.skipped_steps = static_cast<int64_t>(optional_number(dict, "skipped_steps", 0, path));
+  state.loss_scale = optional_number(dict, "loss_scale", 0, path);
+  state.loss_scale_good_steps =
+      static_cast<int64_t>(optional_number(dict, "loss_scale_good_steps", 0, path));
+  if (!std::isfinite(state.loss_scale) || state.loss_scale < 0.0 || state.skipped_steps < 0 ||
+      state.loss_scale_good_steps < 0) {
+    throw checkpoint_error(path, "holds a negative or non-finite loss scale or step count");
+  }
   const auto source = dict.find("source");
   if (source != dict.end()) {
     if (!source->value().isString()) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ddpm/error.h"
+#include "ddpm/precision.h"
 #include "ddpm/prediction.h"
 #include "ddpm/sampler_kind.h"
 #include "ddpm/suggest.h"
@@ -205,7 +206,23 @@ void validate_train(const TrainConfig& train) {
   static const std::regex device_pattern("auto|cpu|cuda(:[0-9]+)?");
   require(std::regex_match(train.device, device_pattern), "train.device",
           "must be auto, cpu, cuda or cuda:N, got '" + train.device + "'");
-  require_choice(train.precision, "train.precision", {"fp32", "bf16"});
+  require_choice(train.precision, "train.precision", precision_names());
+  require(std::isfinite(train.loss_scale_init) && train.loss_scale_init > 0.0 &&
+              train.loss_scale_init <= 3.0e38,
+          "train.loss_scale_init", "must be a number in (0, 3e38] (fp16's initial loss scale; "
+          "65536 is PyTorch's), got " + str(train.loss_scale_init));
+  require(std::isfinite(train.loss_scale_growth) && train.loss_scale_growth >= 1.0,
+          "train.loss_scale_growth",
+          "must be >= 1 (1: the scale never grows), got " + str(train.loss_scale_growth));
+  require(train.loss_scale_backoff > 0.0 && train.loss_scale_backoff < 1.0,
+          "train.loss_scale_backoff", "must be in (0, 1), got " + str(train.loss_scale_backoff));
+  require(train.loss_scale_interval >= 1, "train.loss_scale_interval",
+          "must be >= 1 (steps without overflow before the scale grows), got " +
+              str(train.loss_scale_interval));
+  require(train.loss_scale_min > 0.0 && train.loss_scale_min <= train.loss_scale_init,
+          "train.loss_scale_min",
+          "must be in (0, train.loss_scale_init] (" + str(train.loss_scale_init) + "), got " +
+              str(train.loss_scale_min));
   require_choice(train.on_nonfinite, "train.on_nonfinite", {"stop", "skip"});
   require(train.dist_timeout_s >= 1, "train.dist_timeout_s",
           "must be >= 1 (seconds), got " + str(train.dist_timeout_s));
@@ -242,6 +259,7 @@ void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusio
           "must be >= 1, got " + str(sample.num_images));
   require(sample.batch_size >= 1, "sample.batch_size",
           "must be >= 1, got " + str(sample.batch_size));
+  require_choice(sample.precision, "sample.precision", precision_names());
   require(std::isfinite(sample.guidance) && sample.guidance >= 0.0, "sample.guidance",
           "must be a number >= 0 (1: the conditional model alone, 0: unconditional, above 1: "
           "stronger class guidance), got " + str(sample.guidance));

@@ -250,6 +250,11 @@ void read_train(const json& object, TrainConfig& train) {
   reader.read("keep_checkpoints", train.keep_checkpoints);
   reader.read("device", train.device);
   reader.read("precision", train.precision);
+  reader.read("loss_scale_init", train.loss_scale_init);
+  reader.read("loss_scale_growth", train.loss_scale_growth);
+  reader.read("loss_scale_backoff", train.loss_scale_backoff);
+  reader.read("loss_scale_interval", train.loss_scale_interval);
+  reader.read("loss_scale_min", train.loss_scale_min);
   reader.read("on_nonfinite", train.on_nonfinite);
   reader.read("dist_timeout_s", train.dist_timeout_s);
   reader.read("eval_every", train.eval_every);
@@ -272,6 +277,7 @@ void read_sample(const json& object, SampleConfig& sample) {
   reader.read("batch_size", sample.batch_size);
   reader.read("seed", sample.seed);
   reader.read("guidance", sample.guidance);
+  reader.read("precision", sample.precision);
   reader.finish();
 }
 
@@ -385,6 +391,11 @@ json config_to_json(const Config& config) {
                    {"keep_checkpoints", train.keep_checkpoints},
                    {"device", train.device},
                    {"precision", train.precision},
+                   {"loss_scale_init", train.loss_scale_init},
+                   {"loss_scale_growth", train.loss_scale_growth},
+                   {"loss_scale_backoff", train.loss_scale_backoff},
+                   {"loss_scale_interval", train.loss_scale_interval},
+                   {"loss_scale_min", train.loss_scale_min},
                    {"on_nonfinite", train.on_nonfinite},
                    {"dist_timeout_s", train.dist_timeout_s},
                    {"eval_every", train.eval_every},
@@ -402,7 +413,8 @@ json config_to_json(const Config& config) {
                     {"num_images", sample.num_images},
                     {"batch_size", sample.batch_size},
                     {"seed", sample.seed},
-                    {"guidance", sample.guidance}};
+                    {"guidance", sample.guidance},
+                    {"precision", sample.precision}};
   return root;
 }
 

@@ -8,7 +8,22 @@
 
 namespace ddpm {
 
-EpsilonPredictor guided_predictor(UNet& model, const torch::Tensor& labels, double guidance) {
+namespace {
+
+// The predictor under autocast, its output in x_t's dtype; the predictor itself for fp32.
+EpsilonPredictor in_precision(EpsilonPredictor predictor, Precision precision) {
+  if (precision == Precision::fp32) return predictor;
+  return [predictor, precision](const torch::Tensor& x_t, const torch::Tensor& t) {
+    torch::Tensor output;
+    {
+      AutocastGuard autocast(precision, x_t.device());
+      output = predictor(x_t, t);
+    }
+    return output.to(x_t.scalar_type());
+  };
+}
+
+EpsilonPredictor guided_in_fp32(UNet& model, const torch::Tensor& labels, double guidance) {
   if (!labels.defined()) {
     return [model](const torch::Tensor& x_t, const torch::Tensor& t) mutable {
       return model->forward(x_t, t);
@@ -26,11 +41,19 @@ EpsilonPredictor guided_predictor(UNet& model, const torch::Tensor& labels, doub
   return [model, both, guidance](const torch::Tensor& x_t, const torch::Tensor& t) mutable {
     const int64_t count = x_t.size(0);
     const torch::Tensor output =
-        model->forward(torch::cat({x_t, x_t}), torch::cat({t, t}), both.to(x_t.device()));
+        model->forward(torch::cat({x_t, x_t}), torch::cat({t, t}), both.to(x_t.device()))
+            .to(x_t.scalar_type());  // guided in x_t's precision, also under autocast
     const torch::Tensor conditional = output.narrow(0, 0, count);
     const torch::Tensor unconditional = output.narrow(0, count, count);
     return unconditional + guidance * (conditional - unconditional);
   };
+}
+
+}  // namespace
+
+EpsilonPredictor guided_predictor(UNet& model, const torch::Tensor& labels, double guidance,
+                                  Precision precision) {
+  return in_precision(guided_in_fp32(model, labels, guidance), precision);
 }
 
 std::vector<int64_t> classes_in_turn(const std::vector<int64_t>& classes, int64_t count) {

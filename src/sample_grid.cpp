@@ -35,7 +35,7 @@ void write_sample_grid(UNet& model, const NoiseSchedule& schedule, const Config&
   // A class-conditional model: the classes in turn, guided as ddpm sample would.
   const EpsilonPredictor predictor = guided_predictor(
       model, label_slice(classes_in_turn(all_classes(config.model), count), 0, count),
-      config.sample.guidance);
+      config.sample.guidance, precision_from_name(config.sample.precision, "sample.precision"));
   torch::Tensor images;
   {
     torch::InferenceMode inference;

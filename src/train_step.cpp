@@ -1,8 +1,6 @@
 // One optimisation step; see train_step.h.
 #include "ddpm/train_step.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <cmath>
 #include <limits>
 
@@ -13,40 +11,27 @@
 namespace ddpm {
 namespace {
 
-// Autocast to bf16 on CUDA for the forward pass and the loss, restored on scope exit.
-class Bf16Autocast {
- public:
-  explicit Bf16Autocast(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  }
-  ~Bf16Autocast() {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-  Bf16Autocast(const Bf16Autocast&) = delete;
-  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
-
- private:
-  bool enabled_;
-};
-
-// The global L2 norm of the gradients (before clipping), after scaling them down to max_norm
-// when above it: torch::nn::utils::clip_grad_norm_'s arithmetic, with multi-tensor kernels
-// instead of two operations per parameter.
-double clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm) {
-  torch::NoGradGuard no_grad;
+// The gradients of the parameters that have one.
+std::vector<torch::Tensor> gradients_of(const std::vector<torch::Tensor>& parameters) {
   std::vector<torch::Tensor> gradients;
   for (const auto& parameter : parameters) {
     if (parameter.grad().defined()) gradients.push_back(parameter.grad());
   }
-  if (gradients.empty()) return 0.0;
-  const double total = at::linalg_vector_norm(at::stack(at::_foreach_norm(gradients, 2)), 2)
-                           .item<double>();
-  const double coefficient = max_norm / (total + 1e-6);
-  if (coefficient < 1.0) at::_foreach_mul_(gradients, coefficient);
+  return gradients;
+}
+
+// The global L2 norm of the gradients (before clipping, a float32 scalar on their device), after
+// scaling them down to max_norm when above it: torch.nn.utils.clip_grad_norm_'s arithmetic
+// (coefficient max_norm / (norm + 1e-6) clamped to 1), with multi-tensor kernels and without
+// reading the norm on the host.
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& gradients, double max_norm) {
+  torch::NoGradGuard no_grad;
+  if (gradients.empty()) return torch::zeros({});
+  const torch::Tensor total =
+      at::linalg_vector_norm(at::stack(at::_foreach_norm(gradients, 2)), 2).to(torch::kFloat);
+  if (std::isfinite(max_norm)) {
+    at::_foreach_mul_(gradients, (max_norm / (total + 1e-6)).clamp_max(1.0));
+  }
   return total;
 }
 
@@ -70,18 +55,23 @@ double learning_rate(const TrainConfig& train, int64_t step) {
   return train.lr * std::min(1.0, double(step + 1) / double(train.warmup_steps));
 }
 
+LossScalerOptions loss_scaler_options(const TrainConfig& train) {
+  return {train.loss_scale_init, train.loss_scale_growth, train.loss_scale_backoff,
+          train.loss_scale_interval, train.loss_scale_min};
+}
+
 LossOptions loss_options(const Config& config) {
   return {prediction_from_name(config.diffusion.prediction),
           config.train.loss_weighting == "min_snr", config.train.min_snr_gamma};
 }
 
 TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
-                     const TrainConfig& options, const LossOptions& loss, bool bf16,
+                     const TrainConfig& options, const LossOptions& loss, Precision precision,
                      ProcessGroup* group)
     : model_(model),
       schedule_(schedule),
       options_(options),
-      bf16_(bf16),
+      precision_(precision),
       group_(group),
       parameters_(model->parameters()),
       optimizer_(parameters_, torch::optim::AdamOptions(options.lr)
@@ -90,7 +80,9 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
                                   .weight_decay(options.weight_decay)),
       ema_(*model, *ema_model, {options.ema_decay, options.ema_warmup, options.ema_power}),
       loss_options_(loss),
-      noise_(schedule.timesteps()) {}
+      noise_(schedule.timesteps()) {
+  if (precision == Precision::fp16) scaler_.emplace(loss_scaler_options(options));
+}
 
 TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
                                  bool stop_requested, const torch::Tensor& labels) {
@@ -133,12 +125,12 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
     };
     torch::Tensor loss;
     {
-      Bf16Autocast autocast(bf16_);
+      AutocastGuard autocast(precision_, x0.device());
       loss = training_loss(predictor, schedule_, range(x0), {range(draw.t), range(draw.eps)},
                            loss_options_);
     }
     if (parts > 1) loss = loss / double(parts);
-    loss.backward();
+    (scaler_ ? scaler_->scale_loss(loss) : loss).backward();
     result.loss = part == 0 ? loss.detach() : result.loss + loss.detach();
   }
   result.stop = stop_requested;
@@ -155,11 +147,29 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
     }
     group_->average(gradients);
   }
+  // The gradients are summed over the ranks before they are unscaled: every rank uses the same
+  // scale, so every rank sees the same overflow and skips the same steps.
+  const std::vector<torch::Tensor> gradients = gradients_of(parameters_);
+  const torch::Tensor overflow = scaler_ ? scaler_->unscale(gradients) : torch::Tensor();
   const double clip = options_.grad_clip > 0 ? options_.grad_clip
                                              : std::numeric_limits<double>::infinity();
-  result.grad_norm = clip_gradients(parameters_, clip);
-  result.applied = std::isfinite(result.grad_norm);
-  if (stop_votes.defined()) result.stop = stop_votes.item<float>() > 0.0f;
+  const torch::Tensor norm = clip_gradients(gradients, clip);
+  // The step's one host synchronisation: the norm, the overflow flag and the stop vote together.
+  std::vector<torch::Tensor> readings = {norm.reshape({1}).to(torch::kFloat)};
+  if (overflow.defined()) readings.push_back(overflow.reshape({1}).to(norm.device()));
+  if (stop_votes.defined()) readings.push_back(stop_votes.reshape({1}).to(norm.device()));
+  const torch::Tensor host = torch::cat(readings).cpu();
+  const float* read = host.data_ptr<float>();
+  result.grad_norm = read[0];
+  result.overflow = overflow.defined() && (read[1] != 0.0f || !std::isfinite(read[0]));
+  result.applied = std::isfinite(result.grad_norm) && !result.overflow;
+  if (stop_votes.defined()) result.stop = read[readings.size() - 1] > 0.0f;
+  result.loss_scale = 0.0;
+  result.scale_collapsed = false;
+  if (scaler_) {
+    result.scale_collapsed = scaler_->update(result.overflow);
+    result.loss_scale = scaler_->scale();
+  }
   result.ema_decay = 0.0;
   if (result.applied) {
     fused_adam_step(optimizer_);

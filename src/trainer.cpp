@@ -17,6 +17,8 @@
 #include "ddpm/device.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
+#include "ddpm/loss_scaler.h"
+#include "ddpm/precision.h"
 #include "ddpm/process_group.h"
 #include "ddpm/sample_grid.h"
 #include "ddpm/seed_mix.h"
@@ -114,10 +116,15 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
   const bool writer = env.rank == 0;  // only rank 0 writes the run directory
   // Everything that can fail on bad input (device, data) fails before the run directory is made.
   const torch::Device device = rank_device(options.device, env);
-  bool bf16 = options.precision == "bf16";
-  if (bf16 && !device.is_cuda()) {
-    log::warn("train.precision bf16 autocasts on CUDA only; training in fp32 on " + device.str());
-    bf16 = false;
+  const Precision precision = precision_from_name(options.precision, "train.precision");
+  if (precision != Precision::fp32 && !device.is_cuda()) {
+    log::warn("train.precision " + options.precision + " on the CPU: autocast runs there, but " +
+              (precision == Precision::fp16
+                   ? std::string("fp16 training is many times slower than fp32 (no CPU kernels "
+                                 "for its backward pass)")
+                   : std::string("bf16 trains slower than fp32 even on processors with "
+                                 "AMX")) +
+              "; mixed precision pays on GPUs (bf16 on A100/H100 and newer, fp16 on V100/T4)");
   }
   check_batch_split(options.batch_size, env.world_size);
   if ((options.batch_size / env.world_size) % options.grad_accumulation != 0) {
@@ -165,8 +172,9 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
   ema_model->set_channels_last(prefers_channels_last(device));
   ema_model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  TrainStep train_step(model, ema_model, schedule, options, loss_options(config), bf16,
+  TrainStep train_step(model, ema_model, schedule, options, loss_options(config), precision,
                        group.get());
+  LossScaler* const scaler = train_step.loss_scaler();
   torch::optim::Adam& optimizer = train_step.optimizer();
 
   TrainSummary summary;
@@ -179,6 +187,10 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
     weights_source = state.source;
     loader.restore({state.loader_epoch, state.loader_batch});
     step = state.step;
+    summary.skipped_steps = state.skipped_steps;
+    if (scaler && state.loss_scale > 0.0) {
+      scaler->restore({state.loss_scale, state.loss_scale_good_steps});
+    }
     summary.last_checkpoint = file;
     if (writer) truncate_metrics(run.run_dir / "metrics.jsonl", step);
     log::info("resumed from " + file.string() + " at step " + std::to_string(step));
@@ -208,6 +220,11 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
     const LoaderState position = loader.state();
     state.loader_epoch = position.epoch;
     state.loader_batch = position.batch;
+    state.skipped_steps = summary.skipped_steps;
+    if (scaler) {
+      state.loss_scale = scaler->state().scale;
+      state.loss_scale_good_steps = scaler->state().good_steps;
+    }
     publish_checkpoint(run.run_dir, state, options.keep_checkpoints);
   };
 
@@ -233,7 +250,24 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
         train_step.run(x0, noise, step, stop_wanted, batch.labels);
     const double grad_norm = result.grad_norm;
     const double lr = learning_rate(options, step);
-    if (!result.applied) {
+    if (result.overflow) {
+      ++summary.skipped_steps;
+      if (result.scale_collapsed) {
+        throw Error(ErrorKind::runtime,
+                    "fp16 loss scale fell to " + format_number(result.loss_scale) +
+                        ", below train.loss_scale_min (" + format_number(options.loss_scale_min) +
+                        "), at step " + std::to_string(step + 1) +
+                        ": the gradients overflow even unscaled, so the run has diverged or its "
+                        "activations exceed fp16's range (65504). Stopped without saving; the "
+                        "last good checkpoint is " +
+                        (summary.last_checkpoint.empty() ? std::string("none")
+                                                         : summary.last_checkpoint.string()) +
+                        ". Lower train.lr, or train in bf16 or fp32");
+      }
+      log::info("fp16 gradient overflow at step " + std::to_string(step + 1) +
+                ": step skipped, loss scale now " + format_number(result.loss_scale) + " (" +
+                std::to_string(summary.skipped_steps) + " skipped so far)");
+    } else if (!result.applied) {
       if (options.on_nonfinite == "stop") {
         throw Error(ErrorKind::runtime,
                     "non-finite loss or gradient at step " + std::to_string(step + 1) +
@@ -265,15 +299,16 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
                                      : std::nan("");
       progress.images_per_second = interval > 0 ? double(interval_images) / interval : 0.0;
       if (writer) {
-        metrics << nlohmann::json{{"step", step},
-                                  {"loss", progress.loss},
-                                  {"lr", lr},
-                                  {"grad_norm", grad_norm},
-                                  {"ema_decay", result.ema_decay},
-                                  {"images_per_s", progress.images_per_second},
-                                  {"wall_time_s", elapsed}}
-                       .dump()
-                << "\n";
+        nlohmann::json line = {{"step", step},
+                               {"loss", progress.loss},
+                               {"lr", lr},
+                               {"grad_norm", grad_norm},
+                               {"ema_decay", result.ema_decay},
+                               {"images_per_s", progress.images_per_second},
+                               {"wall_time_s", elapsed},
+                               {"skipped_steps", summary.skipped_steps}};
+        if (scaler) line["loss_scale"] = result.loss_scale;
+        metrics << line.dump() << "\n";
         metrics.flush();
       }
       summary.last_loss = progress.loss;

@@ -104,7 +104,8 @@ nlohmann::json TrainingEvaluator::evaluate(UNet& ema_model, const NoiseSchedule&
   for (int64_t first = 0; first < total; first += batch) {
     const int64_t count = std::min(batch, total - first);
     const EpsilonPredictor predictor = guided_predictor(
-        ema_model, label_slice(labels, first, count), config_.sample.guidance);
+        ema_model, label_slice(labels, first, count), config_.sample.guidance,
+        precision_from_name(config_.sample.precision, "sample.precision"));
     torch::Tensor images;
     {
       torch::InferenceMode inference;

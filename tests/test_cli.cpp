@@ -96,7 +96,7 @@ TEST(Cli, BenchWritesTheFiguresScriptsRelyOn) {
   std::filesystem::remove(file);
   EXPECT_GT(json["sample_images_per_s"].get<double>(), 0.0);
   EXPECT_EQ(json["chain_steps"].get<int>(), 10);
-  EXPECT_EQ(run_ddpm("bench --config " + config_path("tiny.json") + " --device cpu --precision bf16")
+  EXPECT_EQ(run_ddpm("bench --config " + config_path("tiny.json") + " --device cpu --precision fp8")
                 .exit_code,
             2);
   EXPECT_EQ(run_ddpm("bench --mode fly").exit_code, 2);

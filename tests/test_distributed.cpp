@@ -244,14 +244,14 @@ TEST(DataParallelTrainStep, TwoRanksMatchOneProcessOnTheCombinedBatch) {
   auto [single, single_ema] = make_models();
   double single_norms[kSteps];
   {
-    TrainStep step(single, single_ema, schedule, options, LossOptions{}, false);
+    TrainStep step(single, single_ema, schedule, options, LossOptions{}, Precision::fp32);
     for (int s = 0; s < kSteps; ++s) single_norms[s] = step.run(x0, NoiseKey{1, s, 0}, s).grad_norm;
   }
 
   std::pair<UNet, UNet> ranks[2] = {make_models(), make_models()};
   with_two_ranks([&](int rank, ProcessGroup& group) {
     auto& [model, ema] = ranks[rank];
-    TrainStep step(model, ema, schedule, options, LossOptions{}, false, &group);
+    TrainStep step(model, ema, schedule, options, LossOptions{}, Precision::fp32, &group);
     for (int s = 0; s < kSteps; ++s) {
       const auto result = step.run(x0.narrow(0, 4 * rank, 4), NoiseKey{1, s, 4 * rank}, s,
                                    /*stop_requested=*/rank == 1 && s == 1);

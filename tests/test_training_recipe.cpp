@@ -217,7 +217,7 @@ TEST(GradAccumulation, FourMicroBatchesMakeTheStepOfTheWholeBatch) {
     copy_weights(*model, *ema);
     TrainConfig split = options;
     split.grad_accumulation = parts;
-    TrainStep step(model, ema, schedule, split, loss, false);
+    TrainStep step(model, ema, schedule, split, loss, Precision::fp32);
     for (int s = 0; s < 3; ++s) {
       const auto result = step.run(x0, NoiseKey{1, s, 0}, s);
       norms.push_back(result.grad_norm);
@@ -243,7 +243,7 @@ TEST(GradAccumulation, FourMicroBatchesMakeTheStepOfTheWholeBatch) {
   uneven.grad_accumulation = 3;
   torch::manual_seed(11);
   UNet model(model_config, data), ema(model_config, data);
-  TrainStep step(model, ema, schedule, uneven, loss, false);
+  TrainStep step(model, ema, schedule, uneven, loss, Precision::fp32);
   try {
     step.run(x0, NoiseKey{1, 0, 0}, 0);
     FAIL() << "expected an error";

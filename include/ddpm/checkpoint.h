@@ -3,8 +3,9 @@
 //
 // The file is the zip archive of torch.save holding a plain dict, so Python reads it with
 // `torch.load(path, weights_only=True)`: keys format_version, step, config (JSON text), model,
-// ema and optimizer (dicts of tensors), rng (generator states), loader_epoch, loader_batch, and
-// source (text) when the weights started elsewhere.
+// ema and optimizer (dicts of tensors), rng (generator states), loader_epoch, loader_batch,
+// skipped_steps, source (text) when the weights started elsewhere, and in fp16 runs loss_scale
+// and loss_scale_good_steps (loss_scaler.h). Files written before a field existed lack it.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,9 @@ struct TrainingState {
   // Where the weights came from, when not from this run's own initialisation: the diffusers
   // folder of `ddpm import`, the --init-from of a fine-tuning run. Empty otherwise.
   std::string source;
+  int64_t skipped_steps = 0;          // steps skipped so far (non-finite or fp16 overflow)
+  double loss_scale = 0.0;            // fp16's loss scale (0: the run is not fp16)
+  int64_t loss_scale_good_steps = 0;  // steps without overflow since the scale last changed
 };
 
 // Writes atomically (a crash leaves the previous file intact). Throws ddpm::Error on failure.

@@ -87,7 +87,17 @@ struct TrainConfig {
   int64_t sample_every = 10000;
   int keep_checkpoints = 3;
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
-  std::string precision = "fp32";  // fp32 | bf16 (autocast, CUDA only)
+  // fp32 | bf16 | fp16 (autocast, precision.h): bf16 on A100/H100/RTX 30xx and newer GPUs,
+  // fp16 on V100, T4 and older ones, fp32 on the CPU.
+  std::string precision = "fp32";
+  // fp16's dynamic loss scaler (loss_scaler.h): initial scale, growth factor after
+  // loss_scale_interval steps without overflow, backoff factor on overflow, and the floor
+  // below which the run stops as diverged.
+  double loss_scale_init = 65536.0;
+  double loss_scale_growth = 2.0;
+  double loss_scale_backoff = 0.5;
+  int64_t loss_scale_interval = 2000;
+  double loss_scale_min = 1.0;
   std::string on_nonfinite = "stop";  // stop | skip: what a NaN/Inf loss or gradient does
   int64_t dist_timeout_s = 600;    // multi-process runs: longest wait for another rank
   // Every eval_every steps (0: never): FID, KID, precision and recall of eval_samples EMA
@@ -119,6 +129,9 @@ struct SampleConfig {
   // Classifier-free guidance of a class-conditional model (guidance.h):
   // eps = eps_u + guidance * (eps_c - eps_u). 1: the conditional model alone; 0: unconditional.
   double guidance = 1.0;
+  // fp32 | bf16 | fp16: the network's forward passes under autocast (precision.h); the
+  // sampler's own arithmetic stays float32.
+  std::string precision = "fp32";
   bool operator==(const SampleConfig&) const = default;
 };
 

@@ -17,6 +17,7 @@
 
 #include "ddpm/config.h"
 #include "ddpm/loss.h"
+#include "ddpm/precision.h"
 #include "ddpm/unet.h"
 
 namespace ddpm {
@@ -24,7 +25,10 @@ namespace ddpm {
 // The predictor for a batch whose images have the classes `labels` ([B] int64 on any device;
 // undefined for an unconditional model). W = 1 and W = 0 run one forward pass of B images;
 // any other W one pass of 2B images (conditional and unconditional together), never two.
-EpsilonPredictor guided_predictor(UNet& model, const torch::Tensor& labels, double guidance);
+// In bf16 or fp16 (sample.precision) the passes run under autocast and their output comes back
+// in x_t's dtype.
+EpsilonPredictor guided_predictor(UNet& model, const torch::Tensor& labels, double guidance,
+                                  Precision precision = Precision::fp32);
 
 // The class of each of `count` images: the `classes` in turn, evenly, in runs of consecutive
 // images (image k gets classes[k * classes.size() / count]), so a grid gets one row per class.

@@ -1,16 +1,22 @@
-// One optimisation step: draw t and eps, forward and backward (bf16 autocast on CUDA when asked)
-// over train.grad_accumulation micro-batches, average the gradients over the ranks of a data-parallel run, clip the global
-// gradient norm, and, when that norm is finite, Adam with the step's warm-up learning rate and
-// the EMA update. The next step's noise is drawn meanwhile (noise_prefetch.h). Shared by train()
-// and `ddpm bench`.
+// One optimisation step: draw t and eps, forward and backward (under autocast in bf16 or fp16,
+// precision.h) over train.grad_accumulation micro-batches, average the gradients over the ranks
+// of a data-parallel run, unscale them (fp16's loss scaling, loss_scaler.h), clip the global
+// gradient norm, and, when the gradients are finite, Adam with the step's warm-up learning rate
+// and the EMA update. The step's one host synchronisation reads the norm, the overflow flag and
+// the ranks' stop vote together. The next step's noise is drawn meanwhile (noise_prefetch.h).
+// Shared by train() and `ddpm bench`.
 #pragma once
+
+#include <optional>
 
 #include <torch/torch.h>
 
 #include "ddpm/config.h"
 #include "ddpm/ema.h"
 #include "ddpm/loss.h"
+#include "ddpm/loss_scaler.h"
 #include "ddpm/noise_prefetch.h"
+#include "ddpm/precision.h"
 #include "ddpm/process_group.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
@@ -22,7 +28,10 @@ class TrainStep {
   struct Result {
     torch::Tensor loss;   // on the device; reading it synchronises
     double grad_norm;     // before clipping; read on the host (the step's one synchronisation)
-    bool applied;         // false when the norm was not finite: no update was made
+    bool applied;         // false when a gradient was not finite: no update was made
+    bool overflow;        // fp16: not applied because of the loss scale (the scale backed off)
+    double loss_scale;    // fp16: the scale after this step's update (0 in bf16 and fp32)
+    bool scale_collapsed;  // fp16: the scale fell below train.loss_scale_min (diverged)
     double ema_decay;     // the decay of this step's EMA update (0 when none was made)
     bool stop;            // some rank asked to stop after this step (every rank gets the same)
   };
@@ -30,7 +39,7 @@ class TrainStep {
   // With a process group, every rank's model must start equal (see ProcessGroup); the
   // gradients are then averaged, so the models stay equal step after step.
   TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
-            const TrainConfig& options, const LossOptions& loss, bool bf16,
+            const TrainConfig& options, const LossOptions& loss, Precision precision,
             ProcessGroup* group = nullptr);
 
   // x0 is this rank's part of the batch; `step` is 0-based and sets the warm-up learning rate.
@@ -41,12 +50,15 @@ class TrainStep {
              bool stop_requested = false, const torch::Tensor& labels = {});
 
   torch::optim::Adam& optimizer() { return optimizer_; }
+  // fp16's loss scaler (null in bf16 and fp32): its state goes into checkpoints.
+  LossScaler* loss_scaler() { return scaler_ ? &*scaler_ : nullptr; }
 
  private:
   UNet model_;
   const NoiseSchedule& schedule_;
   TrainConfig options_;
-  bool bf16_;
+  Precision precision_;
+  std::optional<LossScaler> scaler_;
   ProcessGroup* group_;
   std::vector<torch::Tensor> parameters_;
   torch::optim::Adam optimizer_;
@@ -63,6 +75,9 @@ torch::Tensor drop_classes(const torch::Tensor& labels, double p, int64_t no_cla
 
 // The objective a config trains: diffusion.prediction, train.loss_weighting and min_snr_gamma.
 LossOptions loss_options(const Config& config);
+
+// fp16's loss-scaler settings of a config (train.loss_scale_*).
+LossScalerOptions loss_scaler_options(const TrainConfig& train);
 
 // The learning rate at a step (0-based): linear warm-up to train.lr over warmup_steps.
 double learning_rate(const TrainConfig& train, int64_t step);

@@ -55,7 +55,9 @@ struct TrainSummary {
   int64_t last_step = 0;    // steps completed when it returned
   bool interrupted = false;
   double last_loss = 0.0;
-  int64_t skipped_steps = 0;  // non-finite steps skipped (train.on_nonfinite = skip)
+  // Steps skipped over the whole run, resumed parts included: non-finite gradients
+  // (train.on_nonfinite = skip) and fp16 overflows.
+  int64_t skipped_steps = 0;
   std::filesystem::path last_checkpoint;
 };
 

@@ -18,6 +18,7 @@
 #include "ddpm/atomic_file.h"
 #include "ddpm/device.h"
 #include "ddpm/error.h"
+#include "ddpm/guidance.h"
 #include "ddpm/model_summary.h"
 #include "ddpm/op_profile.h"
 #include "ddpm/sampler.h"
@@ -42,7 +43,8 @@ struct Round {
 
 // `steps` training steps per round (the training step of ddpm train on a synthetic batch),
 // after `warmup` untimed steps.
-Round training_round(const Config& config, torch::Device device, bool bf16, bool channels_last,
+Round training_round(const Config& config, torch::Device device, Precision precision,
+                     bool channels_last,
                      int batch, int warmup, int steps) {
   struct State {
     UNet model;
@@ -67,7 +69,7 @@ Round training_round(const Config& config, torch::Device device, bool bf16, bool
                                              NoiseSchedule(config.diffusion).to(device), x0,
                                              config.train.warmup_steps, std::nullopt});
   state->train_step.emplace(state->model, state->ema_model, state->schedule, config.train,
-                            loss_options(config), bf16);
+                            loss_options(config), precision);
   const uint64_t seed = config.train.seed;
   const auto run_steps = [state, seed](int count) {
     for (int i = 0; i < count; ++i, ++state->step) {
@@ -82,16 +84,14 @@ Round training_round(const Config& config, torch::Device device, bool bf16, bool
 // of a `chain_steps` chain (every reverse step costs the same: one forward pass, two for heun,
 // and a few element-wise operations), after a warm-up chain of `warmup` steps.
 Round sampling_round(const Config& config, torch::Device device, SamplerKind kind,
-                     bool channels_last, int batch, int warmup, int steps, int chain_steps) {
+                     Precision precision, bool channels_last, int batch, int warmup, int steps,
+                     int chain_steps) {
   UNet model(config.model, config.data);
   model->to(device);
   model->set_channels_last(channels_last);
   model->eval();
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  const EpsilonPredictor predictor = [model](const torch::Tensor& x_t,
-                                             const torch::Tensor& t) mutable {
-    return model->forward(x_t, t);
-  };
+  const EpsilonPredictor predictor = guided_predictor(model, {}, 1.0, precision);
   SamplerOptions options = sampler_options(config.sample, config.diffusion);
   options.kind = kind;
   // The config's sample section may name another sampler: keep only what suits this one.
@@ -145,7 +145,8 @@ int run_bench(int argc, char** argv) {
       cxxopts::value<std::string>()->default_value("ddpm"))(
       "chain-steps", "reverse steps of a chain other than ddpm's",
       cxxopts::value<int>()->default_value("50"))(
-      "precision", "fp32 or bf16 (autocast, CUDA only)",
+      "precision", "fp32, bf16 or fp16 (autocast; fp16 with the loss scaler of train.precision "
+                   "fp16)",
       cxxopts::value<std::string>()->default_value("fp32"))(
       "device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))(
       "memory-format", "auto (channels-last on the CPU), channels_last or contiguous",
@@ -172,8 +173,10 @@ int run_bench(int argc, char** argv) {
   if (mode != "train" && mode != "sample") {
     throw Error(ErrorKind::usage, "--mode must be train or sample, got '" + mode + "'");
   }
-  if (precision != "fp32" && precision != "bf16") {
-    throw Error(ErrorKind::usage, "--precision must be fp32 or bf16, got '" + precision + "'");
+  if (std::find(precision_names().begin(), precision_names().end(), precision) ==
+      precision_names().end()) {
+    throw Error(ErrorKind::usage,
+                "--precision must be fp32, bf16 or fp16, got '" + precision + "'");
   }
   const int rounds = arguments["rounds"].as<int>();
   if (steps < 1 || warmup < 0 || rounds < 1) {
@@ -192,11 +195,6 @@ int run_bench(int argc, char** argv) {
     }
   }
   const torch::Device device = resolve_device(arguments["device"].as<std::string>());
-  const bool bf16 = precision == "bf16" && device.is_cuda();
-  if (precision == "bf16" && !bf16) {
-    throw Error(ErrorKind::usage, "--precision bf16 autocasts on CUDA only; this device is " +
-                                      device.str());
-  }
   const std::string memory_format = arguments["memory-format"].as<std::string>();
   if (memory_format != "auto" && memory_format != "channels_last" &&
       memory_format != "contiguous") {
@@ -224,7 +222,8 @@ int run_bench(int argc, char** argv) {
   const double peak_tflops = arguments["peak-tflops"].as<double>();
   Round round;
   if (mode == "train") {
-    round = training_round(config, device, bf16, channels_last, batch, warmup, steps);
+    round = training_round(config, device, precision_from_name(precision, "--precision"),
+                           channels_last, batch, warmup, steps);
   } else {
     const SamplerKind kind = sampler_from_name(arguments["sampler"].as<std::string>());
     const int chain = kind == SamplerKind::ddpm ? static_cast<int>(config.diffusion.timesteps)
@@ -234,7 +233,8 @@ int run_bench(int argc, char** argv) {
     }
     result["sampler"] = sampler_name(kind);
     result["chain_steps"] = chain;
-    round = sampling_round(config, device, kind, channels_last, batch, warmup, steps, chain);
+    round = sampling_round(config, device, kind, precision_from_name(precision, "--precision"),
+                           channels_last, batch, warmup, steps, chain);
   }
 
   synchronize(device);

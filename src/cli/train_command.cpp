@@ -77,7 +77,10 @@ int run_train(int argc, char** argv) {
       "samples/. Several processes train one model together when started by torchrun "
       "(`torchrun --no-python --nproc-per-node=N ddpm train ...`) or by Slurm's srun: "
       "train.batch_size is the global batch, split evenly over them, and only rank 0 writes "
-      "the run directory (which must be on a filesystem every rank sees to --resume).");
+      "the run directory (which must be on a filesystem every rank sees to --resume). "
+      "train.precision: bf16 on A100, H100, L4, RTX 30xx/40xx and newer GPUs; fp16 (with a "
+      "dynamic loss scale, train.loss_scale_*) on V100, T4, RTX 20xx and older ones, which "
+      "lack fast bf16; fp32 on the CPU and to rule precision out when a run misbehaves.");
   add_config_options(options);
   options.add_options()("data", "image folder (overrides data.path)", cxxopts::value<std::string>())(
       "o,out", "run directory (default: runs/<config name>)", cxxopts::value<std::string>())(
