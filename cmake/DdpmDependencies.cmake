@@ -3,33 +3,7 @@
 
 set(DDPM_APT_HINT "Install it with: sudo apt-get install libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev libgtest-dev  (or run scripts/setup.sh)")
 
-# LibTorch: Torch_DIR / CMAKE_PREFIX_PATH first, else the torch of a Python interpreter
-# (DDPM_PYTHON, else the first python3 on PATH).
-find_package(Torch QUIET)
-if(NOT Torch_FOUND)
-  if(NOT DDPM_PYTHON)
-    find_program(DDPM_PYTHON NAMES python3 python)
-  endif()
-  if(DDPM_PYTHON)
-    execute_process(
-      COMMAND "${DDPM_PYTHON}" -c
-              "import torch, torch.utils; print(torch.utils.cmake_prefix_path); print(torch.version.cuda or '')"
-      OUTPUT_VARIABLE DDPM_TORCH_QUERY_OUTPUT OUTPUT_STRIP_TRAILING_WHITESPACE
-      RESULT_VARIABLE DDPM_TORCH_QUERY ERROR_QUIET)
-    if(DDPM_TORCH_QUERY EQUAL 0)
-      string(REPLACE "\n" ";" DDPM_TORCH_QUERY_OUTPUT "${DDPM_TORCH_QUERY_OUTPUT}")
-      list(GET DDPM_TORCH_QUERY_OUTPUT 0 DDPM_TORCH_PREFIX)
-      message(STATUS "LibTorch from Python torch: ${DDPM_TORCH_PREFIX}")
-      list(APPEND CMAKE_PREFIX_PATH "${DDPM_TORCH_PREFIX}")
-      list(LENGTH DDPM_TORCH_QUERY_OUTPUT DDPM_TORCH_QUERY_LINES)
-      if(DDPM_TORCH_QUERY_LINES GREATER 1)
-        include(DdpmPipCuda)
-        ddpm_use_pip_cuda("${DDPM_TORCH_PREFIX}")
-      endif()
-    endif()
-  endif()
-  find_package(Torch QUIET)
-endif()
+include(DdpmFindTorch)
 if(NOT Torch_FOUND)
   message(FATAL_ERROR
     "LibTorch 2.x was not found.\n"
@@ -113,10 +87,16 @@ if(DDPM_BUILD_TESTS)
 endif()
 
 # Warnings on for project code only; LibTorch's own headers are included as system headers.
+# Every target compiles position-independent code with hidden symbols: the objects go into the
+# shared libddpm, which exports only DDPM_API (visibility.h), and all targets share one
+# precompiled header, which needs the same flags everywhere.
 function(ddpm_set_target_options target)
   target_compile_features(${target} PUBLIC cxx_std_20)
   set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
   target_compile_options(${target} PRIVATE -Wall -Wextra)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE -fPIC -fvisibility=hidden -fvisibility-inlines-hidden)
+  endif()
   if(DDPM_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

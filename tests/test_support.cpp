@@ -68,7 +68,11 @@ void write_feature_net(const std::filesystem::path& path, const std::string& for
 }
 
 CommandResult run_ddpm(const std::string& arguments) {
-  const std::string command = std::string(DDPM_BINARY) + " " + arguments + " 2>&1";
+  return run_command(std::string(DDPM_BINARY) + " " + arguments);
+}
+
+CommandResult run_command(const std::string& shell_command) {
+  const std::string command = shell_command + " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
   CommandResult result;
   if (!pipe) return result;

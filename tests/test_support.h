@@ -46,6 +46,8 @@ struct CommandResult {
   std::string output;   // standard output and standard error together
 };
 
+// Runs a shell command and waits for it.
+CommandResult run_command(const std::string& command);
 // Runs `ddpm ARGUMENTS` through the shell and waits for it.
 CommandResult run_ddpm(const std::string& arguments);
 

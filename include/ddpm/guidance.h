@@ -49,4 +49,18 @@ int64_t resolve_class(const std::string& value, const Config& config);
 // The name of class `index`: data.classes[index], or the index when the config names none.
 std::string class_name(const Config& config, int64_t index);
 
+// The classes a sampling request draws.
+struct SampleClasses {
+  std::vector<int64_t> labels;    // the class of each image; empty for an unconditional model
+  std::vector<int64_t> classes;   // the distinct classes sampled, in the order asked for
+  bool subfolders = false;        // several classes: out/<class name>/sample_k.png
+};
+
+// The class of each of `num_images` images. `requested`: the classes asked for (`ddpm sample
+// --class` values, names or indices); empty: every class in turn. Throws ddpm::Error (usage)
+// for a class on an unconditional model, an unknown class, and sample.guidance other than 1 on
+// an unconditional model.
+SampleClasses plan_sample_classes(const std::vector<std::string>& requested, const Config& config,
+                                  int64_t num_images);
+
 }  // namespace ddpm

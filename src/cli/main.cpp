@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "ddpm/ddpm.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
 #include "ddpm/suggest.h"
@@ -57,7 +58,7 @@ int dispatch(int argc, char** argv) {
     return 0;
   }
   if (name == "--version" || name == "version") {
-    std::cout << "ddpm " DDPM_VERSION "\n";
+    std::cout << "ddpm " << ddpm::version() << "\n";
     return 0;
   }
   std::vector<std::string> names;

@@ -10,32 +10,6 @@
 
 namespace ddpm::cli {
 
-SampleClasses plan_sample_classes(const std::vector<std::string>& requested, const Config& config,
-                                  int64_t num_images) {
-  SampleClasses plan;
-  if (config.model.num_classes == 0) {
-    if (!requested.empty()) resolve_class(requested.front(), config);  // throws its refusal
-    if (config.sample.guidance != 1.0) {
-      throw Error(ErrorKind::usage,
-                  "--guidance (sample.guidance " + std::to_string(config.sample.guidance) +
-                      ") steers a class-conditional model; this model is unconditional: drop "
-                      "it, or train with data.labels folders");
-    }
-    return plan;
-  }
-  std::vector<int64_t> asked;
-  for (const std::string& value : requested) asked.push_back(resolve_class(value, config));
-  if (asked.empty()) asked = all_classes(config.model);
-  for (int64_t label : asked) {
-    if (std::find(plan.classes.begin(), plan.classes.end(), label) == plan.classes.end()) {
-      plan.classes.push_back(label);
-    }
-  }
-  plan.labels = classes_in_turn(asked, num_images);
-  plan.subfolders = plan.classes.size() > 1;
-  return plan;
-}
-
 std::filesystem::path sample_file(const std::filesystem::path& out, const SampleClasses& plan,
                                   const Config& config, int64_t index) {
   char name[32];

@@ -10,6 +10,7 @@
 #include "ddpm/config_json.h"
 #include "ddpm/device.h"
 #include "ddpm/error.h"
+#include "ddpm/generation.h"
 #include "ddpm/guidance.h"
 #include "ddpm/image_io.h"
 #include "ddpm/log.h"
@@ -43,32 +44,6 @@ std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments)
     }
   }
   return overrides;
-}
-
-// --sampler picks a sampler the checkpoint's sample section was not written for: a spacing or eta
-// it inherited that the new sampler cannot take (karras for ddpm or ddim, eta for anything but
-// ddim) gives way to the default, with a note. Values the user passed are left to the checks.
-void adapt_inherited_sampling(nlohmann::json& config_json, const cxxopts::ParseResult& arguments) {
-  if (!arguments.count("sampler") || !config_json.contains("sample")) return;
-  const SamplerInfo& info = sampler_info(sampler_from_name(arguments["sampler"].as<std::string>()));
-  const auto given = [&](const std::string& flag) {
-    if (arguments.count(flag)) return true;
-    if (!arguments.count("set")) return false;
-    for (const auto& assignment : arguments["set"].as<std::vector<std::string>>()) {
-      if (assignment.starts_with("sample." + flag + "=")) return true;
-    }
-    return false;
-  };
-  nlohmann::json& sample = config_json["sample"];
-  if (sample.value("spacing", "") == "karras" && !info.sigma_space && !given("spacing")) {
-    log::info("the checkpoint's sample.spacing karras does not suit " + info.name +
-              "; using uniform (pass --spacing to choose)");
-    sample["spacing"] = "uniform";
-  }
-  if (sample.value("eta", 0.0) != 0.0 && info.kind != SamplerKind::ddim && !given("eta")) {
-    log::info("the checkpoint's sample.eta applies to ddim only; " + info.name + " runs without");
-    sample["eta"] = 0.0;
-  }
 }
 
 // --noise FILE: x_T for images 0 .. N-1 of the shape the model makes, as a tensor saved by
@@ -178,12 +153,7 @@ int run_sample(int argc, char** argv) {
   const ModelSource source = load_model_source(arguments["checkpoint"].as<std::string>());
   for (const auto& warning : source.warnings) log::warn(warning);
   const fs::path& checkpoint = source.path;
-  nlohmann::json config_json = source.config;
-  for (const auto& assignment : sample_overrides(arguments)) {
-    apply_override(config_json, assignment);
-  }
-  adapt_inherited_sampling(config_json, arguments);
-  const Config config = config_from_json(config_json);
+  const Config config = sampling_config(source.config, sample_overrides(arguments));
   const SampleConfig& sample = config.sample;
   const torch::Tensor noise =
       arguments.count("noise") ? read_noise(arguments["noise"].as<std::string>(), config)
@@ -229,14 +199,9 @@ int run_sample(int argc, char** argv) {
   if (!use_ema && source.diffusers) {
     log::warn("--no-ema: a diffusers folder holds one set of weights; sampling with those");
   }
-  UNet model(config.model, config.data);
-  load_state_dict(*model, use_ema ? source.ema : source.model, "'" + checkpoint.string() + "'");
-  model->to(device);
-  model->set_channels_last(prefers_channels_last(device));
-  model->eval();
-  const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
+  SamplingModel model = load_sampling_model(source, config, device, use_ema);
   const SamplerOptions sampler = sampler_options(sample, config.diffusion);
-  validate_sampler_options(sampler, schedule.timesteps());  // before any model call
+  validate_sampler_options(sampler, model.schedule.timesteps());  // before any model call
   const int evaluations = sampler_evaluations(sampler.kind, sample.steps);
   log::info("sampling " + std::to_string(sample.num_images) + " images with " +
             sampler_name(sampler.kind) + ", " + std::to_string(sample.steps) + " steps (" +
@@ -296,18 +261,8 @@ int run_sample(int argc, char** argv) {
         frames.push_back(x0.detach().cpu());
       }
     };
-    torch::Tensor images;
-    {
-      torch::InferenceMode inference;  // no autograd bookkeeping at all
-      const EpsilonPredictor predictor =
-          guided_predictor(model, label_slice(classes.labels, first, count), sample.guidance,
-                           precision_from_name(sample.precision, "sample.precision"));
-      images = sample_images(predictor, schedule, sampler, first, count,
-                             {config.data.channels, config.data.height, config.data.width},
-                             sample.seed, device, progress,
-                             noise.defined() ? noise.slice(0, first, first + count) : noise)
-                   .cpu();
-    }
+    const torch::Tensor images =
+        sample_batch(model, config, sampler, classes.labels, first, count, noise, progress);
     for (int64_t i = 0; i < count; ++i) {
       auto text = metadata;
       text.emplace_back("index", std::to_string(first + i));

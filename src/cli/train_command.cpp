@@ -15,9 +15,8 @@
 #include "ddpm/distributed_env.h"
 #include "ddpm/error.h"
 #include "ddpm/log.h"
-#include "ddpm/model_source.h"
+#include "ddpm/train_setup.h"
 #include "ddpm/trainer.h"
-#include "ddpm/training_state.h"
 #include "progress.h"
 
 namespace ddpm::cli {
@@ -96,10 +95,6 @@ int run_train(int argc, char** argv) {
 
   std::vector<std::string> overrides;
   if (arguments.count("set")) overrides = arguments["set"].as<std::vector<std::string>>();
-  if (arguments.count("data")) {
-    overrides.push_back("data.path=" +
-                        std::filesystem::absolute(arguments["data"].as<std::string>()).string());
-  }
   const bool resume = arguments.count("resume") > 0;
   std::filesystem::path run_dir;
   if (arguments.count("out")) {
@@ -112,30 +107,12 @@ int run_train(int argc, char** argv) {
                                  : "default";
     run_dir = std::filesystem::path("runs") / name;
   }
-  Config config;
-  if (arguments.count("config")) {
-    config = load_config(arguments["config"].as<std::string>(), overrides);
-  } else if (resume && std::filesystem::exists(run_dir / "config.json")) {
-    config = load_config(run_dir / "config.json", overrides);
-  } else {
-    throw Error(ErrorKind::usage, "ddpm train needs --config FILE (e.g. configs/tiny.json), or "
-                                  "--resume with an --out run directory");
-  }
-  if (config.data.path.empty()) {
-    throw config_error("data.path", "no image folder given; set data.path or pass --data DIR");
-  }
-
-  ModelSource init;
-  if (arguments.count("init-from")) {
-    if (resume) {
-      throw Error(ErrorKind::usage, "--init-from starts a new run and --resume continues one from "
-                                    "its own checkpoint; drop --init-from to resume");
-    }
-    const std::string path = arguments["init-from"].as<std::string>();
-    init = load_model_source(path);
-    for (const auto& warning : init.warnings) log::warn(warning);
-    check_same_model(init.config, config, "--init-from '" + path + "'");
-  }
+  const auto text = [&](const char* flag) {
+    return arguments.count(flag) ? arguments[flag].as<std::string>() : std::string();
+  };
+  const TrainSetup setup = prepare_training(text("config"), overrides, text("data"), run_dir,
+                                            resume, text("init-from"));
+  const Config& config = setup.config;
 
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
@@ -146,12 +123,7 @@ int run_train(int argc, char** argv) {
   run.command_line = command_line(argc, argv);
   run.stop_requested = &stop_requested;
   run.distributed = read_distributed_env();
-  if (arguments.count("init-from")) {
-    run.init_weights = &init.ema;
-    run.init_source = init.diffusers ? init.origin
-                                     : "checkpoint '" + init.path.string() + "' (step " +
-                                           std::to_string(init.step) + ", EMA weights)";
-  }
+  attach_init_weights(setup, run);
   log::set_rank(run.distributed.rank);
   const bool main_rank = run.distributed.rank == 0;
   if (main_rank) {

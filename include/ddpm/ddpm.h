@@ -1,0 +1,148 @@
+// The C++ API of libddpm, for products that embed diffusion: load a model, sample images into
+// memory, train from a config. It needs only the standard library (ddpm_tensor.h adds LibTorch
+// tensors). `ddpm sample` and `ddpm train` run on these same calls, so a program gets the
+// CLI's results and error messages: image k of seed s is the same image in both.
+//
+//   ddpm::Pipeline pipeline = ddpm::Pipeline::load("model.pt");   // or a diffusers folder
+//   ddpm::SampleRequest request;
+//   request.num_images = 16;
+//   request.seed = 7;
+//   for (const ddpm::GeneratedImage& image : pipeline.generate(request)) { ... image.pixels ... }
+//
+// Every failure throws ddpm::Error (error.h): its what() is the CLI's message, its kind() says
+// whether the input, the config or the run failed, or a cancel stopped it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ddpm/error.h"
+#include "ddpm/visibility.h"
+
+namespace at {
+class Tensor;  // LibTorch's tensor: ddpm_tensor.h includes it, for Pipeline::generate_tensor
+}  // namespace at
+
+namespace ddpm {
+
+// The version of the library, as `ddpm --version` prints it and the CMake package carries it.
+DDPM_API std::string version();
+
+// One generated image: 8-bit pixels, rows of `width` pixels of `channels` bytes (1 gray,
+// 3 RGB), top row first (HWC).
+struct GeneratedImage {
+  int64_t index = 0;  // image k of the request's seed: the same k gives the same image
+  int height = 0, width = 0, channels = 0;
+  std::vector<uint8_t> pixels;  // height * width * channels bytes
+  int64_t class_index = -1;     // class-conditional models: the class it was sampled for
+  std::string class_name;
+};
+
+// Where a generate() call is: called after every reverse step of every batch.
+struct SampleProgress {
+  int64_t images_done = 0;   // images finished before the current batch
+  int64_t images_total = 0;
+  int64_t batch_images = 0;  // images in the current batch
+  int step = 0;              // reverse steps done in the current batch (1 .. steps_total)
+  int steps_total = 0;
+};
+
+// What to sample. Unset fields take the model's own sample settings (its config's sample
+// section: sampler, steps, spacing, seed, batch size, guidance, precision).
+struct SampleRequest {
+  int64_t num_images = 1;
+  std::optional<int64_t> batch_size;  // images per network call; any value gives the same images
+  std::string sampler;                // "ddpm", "ddim", "euler", "dpmpp_2m", ... ("": the model's)
+  std::optional<int> steps;           // reverse steps
+  std::optional<uint64_t> seed;       // image k depends only on the seed and k
+  std::optional<double> guidance;     // classifier-free guidance weight (1: conditional only)
+  std::string precision;              // "fp32", "bf16", "fp16" ("": the model's, fp32 by default)
+  // Class-conditional models: class names or indices, taken in turn ({}: every class in turn).
+  std::vector<std::string> classes;
+  // Any other key of the sample section, e.g. "sample.eta=0.5" or "sample.spacing=\"karras\"".
+  std::vector<std::string> overrides;
+  std::function<void(const SampleProgress&)> on_progress;
+  // Polled at every reverse step: when it turns true, generate() throws ddpm::Error with kind
+  // ErrorKind::interrupted.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// A model ready to sample: its weights on a device, with its config and noise schedule.
+class DDPM_API Pipeline {
+ public:
+  // `path`: a ddpm checkpoint (.pt), a run directory (its latest checkpoint) or a diffusers
+  // model folder. `device`: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". `ema`:
+  // the EMA weights (what `ddpm sample` uses) or the raw ones.
+  static Pipeline load(const std::string& path, const std::string& device = "auto",
+                       bool ema = true);
+
+  // Samples request.num_images images. Throws ddpm::Error for an impossible request (unknown
+  // sampler or class, steps out of range, ...) before the first network call.
+  std::vector<GeneratedImage> generate(const SampleRequest& request) const;
+  // The same images as float32 [N, C, H, W] in [-1, 1] on the CPU, before 8-bit rounding.
+  // Include ddpm/ddpm_tensor.h (which brings in LibTorch) to call it.
+  at::Tensor generate_tensor(const SampleRequest& request) const;
+
+  int channels() const;
+  int height() const;
+  int width() const;
+  int64_t step() const;                        // the checkpoint's training step (0: diffusers)
+  std::vector<std::string> class_names() const;  // empty for an unconditional model
+  std::string device() const;                  // e.g. "cpu", "cuda:0"
+  std::string config_json() const;             // the model's whole config, as JSON
+
+  Pipeline(Pipeline&&) noexcept;
+  Pipeline& operator=(Pipeline&&) noexcept;
+  ~Pipeline();
+
+  struct State;
+
+ private:
+  explicit Pipeline(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// Where a training run is: called after every step.
+struct TrainStepReport {
+  int64_t step = 0;   // steps done
+  int64_t total = 0;  // train.steps
+  double loss = 0.0;  // the mean loss of the last train.log_every steps
+  double lr = 0.0;
+  double images_per_second = 0.0;
+  double elapsed_seconds = 0.0;
+};
+
+// A training run, as `ddpm train` takes it.
+struct TrainRequest {
+  std::string config_file;  // JSON config; "" on resume: the run directory's config.json
+  std::vector<std::string> overrides;  // "train.steps=100", "model.channel_mult=[1,2]", ...
+  std::string data;                    // image folder (overrides data.path when not empty)
+  std::string run_dir;                 // checkpoints, metrics.jsonl, samples/ go here
+  bool resume = false;                 // continue run_dir from its latest checkpoint
+  std::string init_from;  // fine-tune from a checkpoint, run directory or diffusers folder
+  std::function<void(const TrainStepReport&)> on_step;
+  // Checked before every step: when true, the run writes a checkpoint and returns with
+  // `stopped` set (resume it later with resume = true).
+  const std::atomic<bool>* stop = nullptr;
+};
+
+struct TrainReport {
+  int64_t first_step = 0;  // 0, or the step a resumed run started from
+  int64_t last_step = 0;
+  bool stopped = false;    // returned early because `stop` turned true
+  double last_loss = 0.0;
+  int64_t skipped_steps = 0;    // non-finite or fp16-overflow steps, over the whole run
+  std::string last_checkpoint;  // the newest checkpoint file
+};
+
+// Trains to train.steps (a single process; multi-GPU runs go through `ddpm train` under
+// torchrun). Throws ddpm::Error for a bad config or data folder, an unusable run directory, a
+// diverged run, ...
+DDPM_API TrainReport train_model(const TrainRequest& request);
+
+}  // namespace ddpm
