@@ -20,6 +20,7 @@
 #include "ddpm/loss_scaler.h"
 #include "ddpm/precision.h"
 #include "ddpm/process_group.h"
+#include "ddpm/run_lock.h"
 #include "ddpm/sample_grid.h"
 #include "ddpm/seed_mix.h"
 #include "ddpm/train_step.h"
@@ -156,6 +157,10 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
               std::to_string(evaluator->real_images()) + " real images (" + options.eval_real +
               ")");
   }
+  // Rank 0 holds the run directory for the run's life: taken before the checkpoint check, so that
+  // two fresh starts cannot both see an empty directory.
+  std::optional<RunDirLock> lock;
+  if (writer) lock.emplace(run.run_dir);
   prepare_run_dir(config, run, writer);
   torch::manual_seed(options.seed);  // initial weights and dropout
   UNet model(config.model, config.data);

@@ -211,6 +211,43 @@ TEST_F(TrainAndSample, SigtermFinishesTheStepWritesACheckpointAndExits130) {
   EXPECT_EQ(load_checkpoint(resolve_checkpoint(run_dir)).step, state.step + 2);
 }
 
+TEST_F(TrainAndSample, ASecondTrainerOnTheSameRunDirectoryIsRefusedNamingTheFirst) {
+  // The first trainer runs (checkpoint every step) until it is killed with SIGKILL, which leaves
+  // its lock file behind; meanwhile a second one on the same directory is refused.
+  const auto run_dir = path("shared");
+  const std::string second = std::string(DDPM_BINARY) + " train " + tiny() + "--out " +
+                             run_dir.string() + " --set train.steps=1000000 > " +
+                             path("second.txt").string() + " 2>&1; echo $? > " +
+                             path("second_exit.txt").string();
+  const std::string command = signalled_train(
+      "timeout",
+      tiny() + "--out " + run_dir.string() +
+          " --set train.steps=1000000 --set train.checkpoint_every=1",
+      run_dir / "metrics.jsonl",
+      second + "; holder=$(sed -n 's/.* pid //p' " + (run_dir / "train.lock").string() +
+          "); echo $holder > " + path("holder.txt").string() + "; kill -KILL $holder",
+      path("log.txt"), path("exit.txt"));
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  EXPECT_EQ(read_text(path("second_exit.txt")), "2\n") << read_text(path("second.txt"));
+  const std::string refusal = read_text(path("second.txt"));
+  EXPECT_CONTAINS(refusal, "is in use by another ddpm train");
+  EXPECT_CONTAINS(refusal, "pid ");
+  EXPECT_CONTAINS(refusal, "train.lock");
+  // The holder named is the first trainer (`timeout`'s child), which SIGKILL then ended.
+  const std::string holder = read_text(path("holder.txt"));
+  ASSERT_GT(holder.size(), 1u);
+  EXPECT_CONTAINS(refusal, "pid " + holder.substr(0, holder.size() - 1) + ",");
+  EXPECT_EQ(read_text(path("exit.txt")), "137\n") << read_text(path("log.txt"));
+  EXPECT_TRUE(std::filesystem::exists(run_dir / "train.lock"));
+
+  // The killed trainer's lock file is still there, but nobody holds it: --resume goes on.
+  const TrainingState state = load_checkpoint(resolve_checkpoint(run_dir));
+  const auto resumed = run_ddpm("train --out " + run_dir.string() + " --resume --set train.steps=" +
+                                std::to_string(state.step + 1));
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(load_checkpoint(resolve_checkpoint(run_dir)).step, state.step + 1);
+}
+
 // Steps of batch 256 take over a second on two CPU threads, and of batch 512 about three, so
 // each signal below lands within the step after the first.
 TEST_F(TrainAndSample, ASignalRepeatedWithinASecondIsTheSameRequest) {
