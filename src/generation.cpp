@@ -12,38 +12,32 @@
 namespace ddpm {
 namespace {
 
-// The value an override assigns to sample.<key>, or nullptr when none does.
-const std::string* assigned(const std::vector<std::string>& overrides, const std::string& key,
-                            std::string& value) {
+// Whether an override assigns sample.<key>.
+bool assigns(const std::vector<std::string>& overrides, const std::string& key) {
   const std::string prefix = "sample." + key + "=";
-  const std::string* found = nullptr;
   for (const std::string& assignment : overrides) {
-    if (assignment.starts_with(prefix)) {
-      value = assignment.substr(prefix.size());
-      found = &value;
-    }
+    if (assignment.starts_with(prefix)) return true;
   }
-  return found;
+  return false;
 }
 
 }  // namespace
 
 Config sampling_config(nlohmann::json config, const std::vector<std::string>& overrides) {
-  const nlohmann::json inherited = config.contains("sample") ? config["sample"] : nlohmann::json();
+  const bool inherits = config.contains("sample");  // the checkpoint has sample settings
   for (const std::string& assignment : overrides) apply_override(config, assignment);
-  std::string value;
-  if (assigned(overrides, "sampler", value) && inherited.is_object()) {
+  if (assigns(overrides, "sampler") && inherits) {
     const std::string name = config["sample"].value("sampler", "");
     const SamplerInfo& info = sampler_info(sampler_from_name(name));
     nlohmann::json& sample = config["sample"];
     if (sample.value("spacing", "") == "karras" && !info.sigma_space &&
-        !assigned(overrides, "spacing", value)) {
+        !assigns(overrides, "spacing")) {
       log::info("the checkpoint's sample.spacing karras does not suit " + info.name +
                 "; using uniform (pass --spacing to choose)");
       sample["spacing"] = "uniform";
     }
     if (sample.value("eta", 0.0) != 0.0 && info.kind != SamplerKind::ddim &&
-        !assigned(overrides, "eta", value)) {
+        !assigns(overrides, "eta")) {
       log::info("the checkpoint's sample.eta applies to ddim only; " + info.name +
                 " runs without");
       sample["eta"] = 0.0;
