@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "ddpm/error.h"
 
@@ -50,6 +51,32 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view b
     ::unlink(temporary.c_str());
     throw write_error(path, "rename failed", error_number);
   }
+}
+
+void sync_directory(const std::filesystem::path& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const int error_number = errno;
+    if (fd >= 0) ::close(fd);
+    throw Error(ErrorKind::runtime, "cannot flush folder '" + folder.string() + "' to disk (" +
+                                        std::strerror(error_number) + ")");
+  }
+  ::close(fd);
+}
+
+int remove_stale_temporaries(const std::filesystem::path& folder) {
+  int removed = 0;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(folder, error), end; !error && it != end;
+       it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    const size_t mark = name.rfind(".tmp.");
+    if (mark == std::string::npos || mark == 0 || mark + 5 == name.size()) continue;
+    if (name.find_first_not_of("0123456789", mark + 5) != std::string::npos) continue;
+    std::error_code ignored;
+    if (it->is_regular_file(ignored) && std::filesystem::remove(it->path(), ignored)) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace ddpm

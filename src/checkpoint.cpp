@@ -8,6 +8,7 @@
 
 #include "ddpm/atomic_file.h"
 #include "ddpm/error.h"
+#include "ddpm/safetensors_header.h"  // printable_name
 #include "ddpm/weights.h"
 
 namespace ddpm {
@@ -156,13 +157,38 @@ void publish_checkpoint(const fs::path& run_dir, const TrainingState& state, int
   const fs::path file = checkpoint_file(run_dir, state.step);
   std::error_code error;
   fs::create_directories(file.parent_path(), error);
+  if (error) {
+    throw checkpoint_error(file, "cannot create its folder (" + error.message() + ")");
+  }
   save_checkpoint(file, state);
+  sync_directory(file.parent_path());  // the step file exists on disk before `latest` names it
   write_file_atomically(run_dir / "checkpoints" / "latest", file.filename().string() + "\n");
+  sync_directory(file.parent_path());
   auto files = list_checkpoints(run_dir);
   const size_t kept = static_cast<size_t>(std::max(keep, 1));
   for (size_t i = 0; i + kept < files.size(); ++i) {
     if (files[i] != file) fs::remove(files[i], error);
   }
+}
+
+std::string checkpoint_name_from_pointer(std::string_view text, const fs::path& pointer) {
+  std::string_view name = text;
+  if (name.ends_with('\n')) name.remove_suffix(1);
+  constexpr std::string_view prefix = "step_", suffix = ".pt";
+  constexpr size_t max_digits = 19;  // any int64 step
+  const size_t digits = name.size() - std::min(name.size(), prefix.size() + suffix.size());
+  const bool well_formed =
+      digits >= 1 && digits <= max_digits && name.starts_with(prefix) && name.ends_with(suffix) &&
+      std::all_of(name.begin() + prefix.size(), name.end() - suffix.size(),
+                  [](char c) { return c >= '0' && c <= '9'; });
+  if (!well_formed) {
+    throw Error(ErrorKind::runtime,
+                "'" + pointer.string() + "' should name a step file (step_<digits>.pt) in its " +
+                    "folder, but holds '" + printable_name(text, 40) +
+                    "'; the run directory is damaged: write the name of its newest "
+                    "checkpoints/step_*.pt into it");
+  }
+  return std::string(name);
 }
 
 fs::path resolve_checkpoint(const fs::path& file_or_run_dir) {
@@ -174,13 +200,21 @@ fs::path resolve_checkpoint(const fs::path& file_or_run_dir) {
   }
   if (!fs::is_directory(file_or_run_dir, error)) return file_or_run_dir;
   const fs::path pointer = file_or_run_dir / "checkpoints" / "latest";
-  std::ifstream in(pointer);
-  std::string name;
-  if (!in || !std::getline(in, name) || name.empty()) {
+  std::ifstream in(pointer, std::ios::binary);
+  // A pointer is one short line: more than this is refused unread.
+  std::string text(64, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.empty()) {
+    // Killed between its first step file and its first `latest`: that step file is whole (it
+    // was renamed into place complete), so it is the run's checkpoint.
+    const std::vector<fs::path> files = list_checkpoints(file_or_run_dir);
+    if (!files.empty() && !fs::exists(pointer, error)) return files.back();
     throw Error(ErrorKind::runtime, "run directory '" + file_or_run_dir.string() +
                                         "' has no checkpoints/latest; has ddpm train written a "
                                         "checkpoint there yet?");
   }
+  const std::string name = checkpoint_name_from_pointer(text, pointer);
   const fs::path file = file_or_run_dir / "checkpoints" / name;
   if (!fs::exists(file, error)) {
     throw Error(ErrorKind::runtime, "'" + pointer.string() + "' names " + name +

@@ -23,7 +23,7 @@ std::string list_names(const std::vector<std::string>& names) {
 
 }  // namespace
 
-ClassFolders scan_class_folders(const fs::path& folder) {
+ClassFolders scan_class_folders(const fs::path& folder, int64_t max_files) {
   std::error_code error;
   if (!fs::is_directory(folder, error)) {
     scan_image_folder(folder);  // throws its message for a missing path or a file
@@ -64,8 +64,15 @@ ClassFolders scan_class_folders(const fs::path& folder) {
     const std::string name = class_folder.filename().string();
     std::vector<fs::path> files;
     try {
-      files = scan_image_folder(class_folder);
-    } catch (const Error&) {
+      files = scan_image_folder(class_folder,
+                                max_files - static_cast<int64_t>(result.files.size()));
+    } catch (const Error& error) {
+      if (error.kind() == ErrorKind::config) {  // over data.max_files, counting every class
+        throw config_error("data.max_files", "the class folders of '" + folder.string() +
+                                                 "' hold more than " + std::to_string(max_files) +
+                                                 " image files, the limit; raise data.max_files "
+                                                 "if this folder is meant");
+      }
       throw Error(ErrorKind::runtime,
                   "class folder '" + class_folder.string() + "' (class " +
                       std::to_string(result.names.size()) + " of data.path '" + folder.string() +

@@ -28,6 +28,9 @@ void require(bool condition, const std::string& key, const std::string& reason) 
 
 }  // namespace
 
+// image_io.h's kMaxImagePixelsLimit (dataset.cpp checks that they agree).
+constexpr int64_t kMostImagePixels = int64_t{16384} * 16384;
+
 void validate_data(const DataConfig& data) {
   require(data.height > 0 && data.width > 0, "data.image_size",
           "must be positive, got " + str(data.height) + "x" + str(data.width));
@@ -37,6 +40,11 @@ void validate_data(const DataConfig& data) {
           "must be in [1, 256], got " + str(data.workers));
   require(data.cache_mb >= 0, "data.cache_mb",
           "must be >= 0 (0 never caches), got " + str(data.cache_mb));
+  require(data.max_files >= 1, "data.max_files", "must be >= 1, got " + str(data.max_files));
+  require(data.max_image_pixels >= 1 && data.max_image_pixels <= kMostImagePixels,
+          "data.max_image_pixels",
+          "must be in [1, " + str(kMostImagePixels) + "] (16384 x 16384, the most the "
+          "decoder takes), got " + str(data.max_image_pixels));
   require_choice(data.labels, "data.labels", {"none", "folders"});
   for (size_t i = 0; i < data.classes.size(); ++i) {
     const std::string& name = data.classes[i];

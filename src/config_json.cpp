@@ -190,6 +190,8 @@ void read_data(const json& object, DataConfig& data) {
   reader.read("random_flip", data.random_flip);
   reader.read("workers", data.workers);
   reader.read("cache_mb", data.cache_mb);
+  reader.read("max_files", data.max_files);
+  reader.read("max_image_pixels", data.max_image_pixels);
   reader.read("labels", data.labels);
   reader.read("classes", data.classes);
   reader.finish();
@@ -286,6 +288,36 @@ const std::vector<std::string>& section_names() {
   return names;
 }
 
+// `size`: "20000000 bytes, " when known.
+Error config_too_large(const std::filesystem::path& file, const std::string& size) {
+  return Error(ErrorKind::config,
+               "config file '" + file.string() + "' is " + size + "more than the limit of " +
+                   std::to_string(kMaxConfigBytes) +
+                   " bytes for a config (kMaxConfigBytes in ddpm/config_json.h); a config is a "
+                   "few KB: check that this is the config file");
+}
+
+// The whole file, refused before it is read when it is longer than a config can be; pipes,
+// whose size is unknown, are read up to the limit.
+std::string read_config_text(const std::filesystem::path& file) {
+  std::error_code error;
+  const uintmax_t size = std::filesystem::file_size(file, error);
+  if (!error && size > kMaxConfigBytes) {
+    throw config_too_large(file, std::to_string(size) + " bytes, ");
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    throw Error(ErrorKind::config, "config file '" + file.string() + "' cannot be read");
+  }
+  std::string text;
+  char chunk[1 << 16];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxConfigBytes) throw config_too_large(file, "");
+  }
+  return text;
+}
+
 json parse_file(const std::filesystem::path& file) {
   std::error_code error;
   if (!std::filesystem::exists(file, error)) {
@@ -296,13 +328,10 @@ json parse_file(const std::filesystem::path& file) {
   if (std::filesystem::is_directory(file, error)) {
     throw Error(ErrorKind::config, "config file '" + file.string() + "' is a folder, not a file");
   }
-  std::ifstream in(file);
-  if (!in) {
-    throw Error(ErrorKind::config, "config file '" + file.string() + "' cannot be read");
-  }
+  const std::string text = read_config_text(file);
   try {
-    return json::parse(in, nullptr, true, /*ignore_comments=*/false);
-  } catch (const json::parse_error& parse_error) {
+    return json::parse(text, nullptr, true, /*ignore_comments=*/false);
+  } catch (const json::exception& parse_error) {  // also out_of_range: a number like 1e400
     throw Error(ErrorKind::config,
                 "config file '" + file.string() + "' is not valid JSON: " + parse_error.what());
   }
@@ -347,6 +376,8 @@ json config_to_json(const Config& config) {
                   {"random_flip", data.random_flip},
                   {"workers", data.workers},
                   {"cache_mb", data.cache_mb},
+                  {"max_files", data.max_files},
+                  {"max_image_pixels", data.max_image_pixels},
                   {"labels", data.labels},
                   {"classes", data.classes}};
   const ModelConfig& model = config.model;
@@ -431,7 +462,16 @@ void apply_override(json& root, const std::string& assignment) {
   const std::string key = key_path.substr(dot + 1);
   const std::string text = assignment.substr(equals + 1);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;  // bare words such as cosine or /data/images
+  if (value.is_discarded()) {
+    value = text;  // bare words such as cosine or /data/images
+    try {
+      value.dump();  // the config is written out as JSON, which holds UTF-8 text only
+    } catch (const json::type_error&) {
+      throw Error(ErrorKind::usage, "--set '" + key_path +
+                                        "=...': the value is not valid UTF-8 text; check its "
+                                        "quoting and the terminal's encoding");
+    }
+  }
   if (!root.is_object()) root = json::object();
   json& target = root[section];
   if (target.is_null()) target = json::object();

@@ -44,11 +44,15 @@ bool flip_decision(uint64_t seed, int64_t epoch, int64_t position) {
 }
 
 enum FileState : uint8_t { kUnknown, kFilling, kGood, kBad };
+// data.max_image_pixels: its default and its largest value (config.cpp) are image_io.h's.
+static_assert(DataConfig{}.max_image_pixels == kMaxImagePixels);
+static_assert(kMaxImagePixelsLimit == int64_t{16384} * 16384);
+
 constexpr size_t kMaxExamples = 5;
 
 }  // namespace
 
-std::vector<fs::path> scan_image_folder(const fs::path& folder) {
+std::vector<fs::path> scan_image_folder(const fs::path& folder, int64_t max_files) {
   std::error_code error;
   if (!fs::exists(folder, error)) {
     throw Error(ErrorKind::runtime,
@@ -67,7 +71,16 @@ std::vector<fs::path> scan_image_folder(const fs::path& folder) {
              it(folder, fs::directory_options::follow_directory_symlink),
          end;
          it != end; ++it) {
-      if (has_image_extension(it->path()) && it->is_regular_file()) files.push_back(it->path());
+      if (!has_image_extension(it->path()) || !it->is_regular_file()) continue;
+      if (static_cast<int64_t>(files.size()) == max_files) {
+        throw config_error("data.max_files",
+                           "image folder '" + folder.string() + "' holds more than " +
+                               std::to_string(max_files) +
+                               " image files, the limit (its list takes about 0.5 KB of memory "
+                               "per file); raise data.max_files if this folder is meant, or "
+                               "point data.path at a smaller one");
+      }
+      files.push_back(it->path());
     }
   } catch (const fs::filesystem_error& failure) {
     throw Error(ErrorKind::runtime, "cannot list image folder '" + folder.string() +
@@ -337,7 +350,8 @@ bool DataLoader::Impl::load_file(int64_t index, uint8_t* chw) {
   }
   Image image;
   try {
-    image = resize_and_crop(read_image(files_[index], data_.channels), data_.height, data_.width);
+    image = resize_and_crop(read_image(files_[index], data_.channels, data_.max_image_pixels),
+                            data_.height, data_.width);
   } catch (const Error& failure) {
     uint8_t expected = kUnknown;
     if (state.compare_exchange_strong(expected, kBad)) {

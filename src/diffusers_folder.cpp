@@ -1,16 +1,15 @@
 // Reading and writing diffusers model folders; see diffusers_folder.h.
 #include "ddpm/diffusers_folder.h"
 
-#include <cstring>
-#include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "ddpm/atomic_file.h"
 #include "ddpm/diffusers_config.h"
+#include "ddpm/diffusers_json.h"
 #include "ddpm/error.h"
 #include "ddpm/safetensors.h"
 #include "ddpm/weights.h"
@@ -22,8 +21,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr const char* kWeightsStem = "diffusion_pytorch_model";
-// Configs and shard indexes are small; anything larger is not one.
-constexpr uintmax_t kMaxJsonBytes = 64ull << 20;
 
 Error folder_error(const fs::path& path, const std::string& reason) {
   return Error(ErrorKind::runtime, "'" + path.string() + "': " + reason);
@@ -32,58 +29,6 @@ Error folder_error(const fs::path& path, const std::string& reason) {
 bool is_file(const fs::path& path) {
   std::error_code error;
   return fs::is_regular_file(path, error);
-}
-
-// Python's json module writes the non-standard tokens NaN, Infinity and -Infinity (diffusers'
-// DPMSolverMultistepScheduler saves "lambda_min_clipped": -Infinity). Outside of strings they
-// become the strings "NaN", "Infinity" and "-Infinity": a field that must be a number is then
-// refused by name, and the others parse.
-std::string quote_python_constants(const std::string& text) {
-  std::string out;
-  out.reserve(text.size() + 16);
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      out += c;
-      if (c == '\\' && i + 1 < text.size()) {
-        out += text[++i];
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') in_string = true;
-    bool replaced = false;
-    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
-      if (text.compare(i, std::strlen(token), token) == 0) {
-        out += std::string("\"") + token + "\"";
-        i += std::strlen(token) - 1;
-        replaced = true;
-        break;
-      }
-    }
-    if (!replaced) out += c;
-  }
-  return out;
-}
-
-json read_json_file(const fs::path& file) {
-  std::error_code error;
-  const uintmax_t size = fs::file_size(file, error);
-  if (error) throw folder_error(file, "cannot be read (" + error.message() + ")");
-  if (size > kMaxJsonBytes) {
-    throw folder_error(file, "is " + std::to_string(size) + " bytes, too large for a config");
-  }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw folder_error(file, "cannot be opened; check its permissions");
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return json::parse(quote_python_constants(text.str()));
-  } catch (const json::exception& parse_error) {
-    throw folder_error(file, std::string("is not valid JSON: ") + parse_error.what());
-  }
 }
 
 WeightMap float_tensors(const c10::IValue& value, const fs::path& file) {
@@ -112,7 +57,7 @@ WeightMap read_weight_file(const fs::path& file) {
 // A shard index's {"weight_map": {name: shard file}}: reads each shard once, and checks that the
 // shards hold exactly the names the index gives them.
 WeightMap read_sharded(const fs::path& index_file, std::vector<fs::path>& files) {
-  const json index = read_json_file(index_file);
+  const json index = read_diffusers_json(index_file);
   const json* map = index.is_object() && index.contains("weight_map") ? &index["weight_map"]
                                                                        : nullptr;
   if (!map || !map->is_object() || map->empty()) {
@@ -268,10 +213,10 @@ DiffusersModel read_diffusers_folder(const fs::path& folder) {
     throw folder_error(folder, "is not a diffusers model folder: it has neither config.json (flat "
                                "layout) nor unet/config.json (pipeline layout)");
   }
-  const json unet = read_json_file(unet_config);
+  const json unet = read_diffusers_json(unet_config);
   const fs::path scheduler_file = scheduler_config_file(folder, model.layout);
   std::optional<json> scheduler;
-  if (is_file(scheduler_file)) scheduler = read_json_file(scheduler_file);
+  if (is_file(scheduler_file)) scheduler = read_diffusers_json(scheduler_file);
   model.config = config_from_diffusers(unet, scheduler ? &*scheduler : nullptr, folder.string(),
                                        model.warnings);
   model.weights = read_diffusers_weights(model.unet_dir, model.weight_files);

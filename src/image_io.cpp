@@ -15,6 +15,7 @@
 
 #include "ddpm/atomic_file.h"
 #include "ddpm/error.h"
+#include "ddpm/stb_guard.h"
 
 // Exported by libstb but declared by stb_image_write.h only inside its implementation section.
 extern "C" unsigned char* stbi_write_png_to_mem(const unsigned char* pixels, int stride_bytes,
@@ -33,8 +34,11 @@ std::string read_bytes(const std::filesystem::path& path) {
   const std::streamoff size = in.tellg();
   if (size < 0) throw image_error(path, "cannot be read");
   if (size == 0) throw image_error(path, "is empty (0 bytes); delete or replace the file");
-  if (size > std::numeric_limits<int>::max()) {
-    throw image_error(path, "is larger than 2 GiB, more than an image this program can decode");
+  if (size > kMaxImageFileBytes) {
+    throw image_error(path, "is " + std::to_string(size) + " bytes, more than the limit of " +
+                                std::to_string(kMaxImageFileBytes) +
+                                " for an image file (kMaxImageFileBytes in ddpm/image_io.h); "
+                                "downscale or recompress it");
   }
   std::string bytes(static_cast<size_t>(size), '\0');
   in.seekg(0);
@@ -207,37 +211,66 @@ std::string stb_reason() {
   return reason && *reason ? reason : "no reason given";
 }
 
-void check_dimensions(const std::filesystem::path& path, uint32_t width, uint32_t height) {
-  if (width == 0 || height == 0 || width > kMaxImageSide || height > kMaxImageSide ||
-      uint64_t{width} * height > static_cast<uint64_t>(kMaxImagePixels)) {
+void check_dimensions(const std::filesystem::path& path, uint32_t width, uint32_t height,
+                      int64_t max_pixels) {
+  if (width == 0 || height == 0) {
+    throw image_error(path, "header claims " + std::to_string(width) + "x" +
+                                std::to_string(height) + " pixels; the file is corrupt");
+  }
+  if (width > kMaxImageSide || height > kMaxImageSide) {
     throw image_error(path, "header claims " + std::to_string(width) + "x" +
                                 std::to_string(height) + " pixels, beyond the limit of " +
-                                std::to_string(kMaxImageSide) + " per side and " +
-                                std::to_string(kMaxImagePixels) +
-                                " in all; the file is corrupt, or downscale it first");
+                                std::to_string(kMaxImageSide) +
+                                " per side that the decoder takes; downscale it first "
+                                "(training resizes to data.image_size)");
+  }
+  if (uint64_t{width} * height > static_cast<uint64_t>(max_pixels)) {
+    throw image_error(path, "header claims " + std::to_string(width) + "x" +
+                                std::to_string(height) + " pixels, beyond the limit of " +
+                                std::to_string(max_pixels) +
+                                " pixels (data.max_image_pixels); downscale it first (training "
+                                "resizes to data.image_size), or raise data.max_image_pixels, up "
+                                "to " + std::to_string(kMaxImagePixelsLimit) +
+                                " (a decode takes up to 8 bytes per pixel)");
   }
 }
 
 }  // namespace
 
-Image read_image(const std::filesystem::path& path, int channels) {
+Image read_image(const std::filesystem::path& path, int channels, int64_t max_pixels) {
+  return decode_image(read_bytes(path), channels, path, max_pixels);
+}
+
+Image decode_image(std::string_view bytes, int channels, const std::filesystem::path& path,
+                   int64_t max_pixels) {
   if (channels != 1 && channels != 3 && channels != 4) {
     throw Error(ErrorKind::runtime,
                 "read_image: channels must be 1, 3 or 4, got " + std::to_string(channels));
   }
-  const std::string bytes = read_bytes(path);
+  if (max_pixels < 1 || max_pixels > kMaxImagePixelsLimit) {
+    throw Error(ErrorKind::runtime, "read_image: max_pixels must be in [1, " +
+                                        std::to_string(kMaxImagePixelsLimit) + "], got " +
+                                        std::to_string(max_pixels));
+  }
+  if (bytes.empty()) throw image_error(path, "is empty (0 bytes); delete or replace the file");
+  if (bytes.size() > static_cast<size_t>(kMaxImageFileBytes)) {
+    throw image_error(path, "is larger than the limit of " + std::to_string(kMaxImageFileBytes) +
+                                " bytes for an image file (kMaxImageFileBytes)");
+  }
+  check_before_stb(bytes, path);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int length = static_cast<int>(bytes.size());
   int width = 0, height = 0, native = 0;
   // stb refuses some oversized PNG headers itself, with a vague message; name the size instead.
-  if (bytes.size() >= 24 && std::string_view(bytes).substr(0, 8) == kPngSignature) {
-    check_dimensions(path, read_u32(bytes, 16), read_u32(bytes, 20));
+  if (bytes.size() >= 24 && bytes.substr(0, 8) == kPngSignature) {
+    check_dimensions(path, read_u32(bytes, 16), read_u32(bytes, 20), max_pixels);
   }
   if (!stbi_info_from_memory(data, length, &width, &height, &native)) {
     throw image_error(path, "is not a readable PNG, JPEG, BMP, TGA or GIF file (stb_image: " +
                                 stb_reason() + ")");
   }
-  check_dimensions(path, static_cast<uint32_t>(width), static_cast<uint32_t>(height));
+  check_dimensions(path, static_cast<uint32_t>(width), static_cast<uint32_t>(height),
+                   max_pixels);
   const bool sixteen_bit = stbi_is_16_bit_from_memory(data, length) != 0;
   std::unique_ptr<void, StbFree> decoded(
       sixteen_bit
@@ -387,8 +420,11 @@ void write_png(const std::filesystem::path& path, const Image& image,
 }
 
 std::map<std::string, std::string> read_png_text(const std::filesystem::path& path) {
-  const std::string bytes = read_bytes(path);
-  const std::string_view png(bytes);
+  return parse_png_text(read_bytes(path), path);
+}
+
+std::map<std::string, std::string> parse_png_text(std::string_view png,
+                                                  const std::filesystem::path& path) {
   if (png.substr(0, kPngSignature.size()) != kPngSignature) {
     throw image_error(path, "is not a PNG file (no PNG signature)");
   }

@@ -3,7 +3,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <sstream>
@@ -21,6 +20,7 @@
 #include "ddpm/precision.h"
 #include "ddpm/process_group.h"
 #include "ddpm/run_lock.h"
+#include "ddpm/run_log.h"
 #include "ddpm/sample_grid.h"
 #include "ddpm/seed_mix.h"
 #include "ddpm/train_step.h"
@@ -58,23 +58,32 @@ void prepare_run_dir(const Config& config, const TrainRun& run, bool writer) {
     throw Error(ErrorKind::runtime, "cannot create run directory '" + run.run_dir.string() +
                                         "': " + error.message());
   }
+  // Under the lock nothing else writes here: temporary files are what a killed run left.
+  int stale = 0;
+  for (const char* folder : {"", "checkpoints", "samples"}) {
+    stale += remove_stale_temporaries(run.run_dir / folder);
+  }
+  if (stale > 0) {
+    log::info("removed " + std::to_string(stale) + " temporary file(s) left by a killed run in " +
+              run.run_dir.string());
+  }
+  // A fresh start in a directory without checkpoints: metric lines there are of a run that was
+  // killed before its first checkpoint, and its steps are about to run again.
+  if (!run.resume && fs::exists(run.run_dir / "metrics.jsonl", error)) {
+    drop_metrics_after(run.run_dir / "metrics.jsonl", 0);
+  }
   write_file_atomically(run.run_dir / "config.json", config_to_json(config).dump(2) + "\n");
-  std::ofstream(run.run_dir / "command.txt", std::ios::app) << run.command_line << "\n";
+  AppendOnlyFile(run.run_dir / "command.txt").append_line(run.command_line);
 }
 
-// On resume, drops metric lines past the checkpoint's step: those steps are run again.
-void truncate_metrics(const fs::path& file, int64_t step) {
-  std::ifstream in(file);
-  if (!in) return;
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    const auto parsed = nlohmann::json::parse(line, nullptr, false);
-    if (!parsed.is_discarded() && parsed.contains("step") && parsed["step"].is_number_integer() &&
-        parsed["step"].get<int64_t>() <= step) {
-      kept += line + "\n";
-    }
-  }
-  write_file_atomically(file, kept);
+// A run file that cannot be written (a full disk) stops the run: says where to continue from.
+Error stopped_by_write_failure(const Error& error, const fs::path& last_checkpoint) {
+  return Error(error.kind(),
+               std::string(error.what()) + ". Training stopped; " +
+                   (last_checkpoint.empty()
+                        ? std::string("no checkpoint was written yet: free space and start again")
+                        : "the last good checkpoint is " + last_checkpoint.string() +
+                              ": free space, then run the same command with --resume"));
 }
 
 std::string format_number(double value) {
@@ -110,7 +119,9 @@ std::unique_ptr<ProcessGroup> join_ranks(const Config& config, const Distributed
 TrainSummary train(const Config& requested, const TrainRun& run) {
   // Labelled data: the classes come from the folder (and must match a resumed run's).
   std::optional<ClassFolders> folders;
-  if (requested.data.labels == "folders") folders = scan_class_folders(requested.data.path);
+  if (requested.data.labels == "folders") {
+    folders = scan_class_folders(requested.data.path, requested.data.max_files);
+  }
   const Config config = with_class_labels(requested, folders ? &*folders : nullptr);
   const TrainConfig& options = config.train;
   const DistributedEnv& env = run.distributed;
@@ -143,8 +154,9 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
     log::info(std::to_string(folders->names.size()) + " classes (image folders of " +
               config.data.path + "; images per class): " + describe_classes(*folders));
   }
-  DataLoader loader(folders ? folders->files : scan_image_folder(config.data.path), config.data,
-                    options.batch_size, options.seed, env.rank, env.world_size,
+  DataLoader loader(folders ? folders->files
+                            : scan_image_folder(config.data.path, config.data.max_files),
+                    config.data, options.batch_size, options.seed, env.rank, env.world_size,
                     folders ? folders->labels : std::vector<int64_t>{});
   // Pinned batches: the copy to the GPU (non-blocking, below) overlaps the previous step.
   loader.pin_memory(device.is_cuda());
@@ -197,7 +209,7 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
       scaler->restore({state.loss_scale, state.loss_scale_good_steps});
     }
     summary.last_checkpoint = file;
-    if (writer) truncate_metrics(run.run_dir / "metrics.jsonl", step);
+    if (writer) drop_metrics_after(run.run_dir / "metrics.jsonl", step);
     log::info("resumed from " + file.string() + " at step " + std::to_string(step));
   }
   if (group) {
@@ -212,8 +224,16 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
                                         static_cast<uint64_t>(env.rank)));
   }
   summary.first_step = step;
-  std::ofstream metrics;
-  if (writer) metrics.open(run.run_dir / "metrics.jsonl", std::ios::app);
+  std::optional<AppendOnlyFile> metrics;
+  if (writer) metrics.emplace(run.run_dir / "metrics.jsonl");
+  fs::path last_good_checkpoint = run.resume ? summary.last_checkpoint : fs::path();
+  const auto write_metrics = [&](const nlohmann::json& line) {
+    try {
+      metrics->append_line(line.dump());
+    } catch (const Error& error) {
+      throw stopped_by_write_failure(error, last_good_checkpoint);
+    }
+  };
 
   const auto save = [&] {
     summary.last_checkpoint = checkpoint_file(run.run_dir, step);
@@ -230,7 +250,12 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
       state.loss_scale = scaler->state().scale;
       state.loss_scale_good_steps = scaler->state().good_steps;
     }
-    publish_checkpoint(run.run_dir, state, options.keep_checkpoints);
+    try {
+      publish_checkpoint(run.run_dir, state, options.keep_checkpoints);
+    } catch (const Error& error) {
+      throw stopped_by_write_failure(error, last_good_checkpoint);
+    }
+    last_good_checkpoint = summary.last_checkpoint;
   };
 
   const auto start = std::chrono::steady_clock::now();
@@ -313,8 +338,7 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
                                {"wall_time_s", elapsed},
                                {"skipped_steps", summary.skipped_steps}};
         if (scaler) line["loss_scale"] = result.loss_scale;
-        metrics << line.dump() << "\n";
-        metrics.flush();
+        write_metrics(line);
       }
       summary.last_loss = progress.loss;
       interval_loss.zero_();
@@ -333,7 +357,12 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
     const auto pause_start = std::chrono::steady_clock::now();
     if (step % options.checkpoint_every == 0 || step == options.steps) save();
     if (writer && options.sample_every > 0 && step % options.sample_every == 0) {
-      write_sample_grid(ema_model, schedule, config, sample_grid_file(run.run_dir, step), step);
+      try {
+        write_sample_grid(ema_model, schedule, config, sample_grid_file(run.run_dir, step), step);
+      } catch (const Error& error) {  // a grid is for looking at: the run goes on without it
+        log::warn(std::string(error.what()) + "; sample grid of step " + std::to_string(step) +
+                  " skipped, training goes on");
+      }
     }
     if (evaluator && (step % options.eval_every == 0 || step == options.steps)) {
       nlohmann::json quality = evaluator->evaluate(ema_model, schedule);
@@ -345,8 +374,7 @@ TrainSummary train(const Config& requested, const TrainRun& run) {
                 std::to_string(options.eval_samples) + " EMA samples, " +
                 format_number(quality["eval_seconds"].get<double>()) + " s)");
       quality["step"] = step;
-      metrics << quality.dump() << "\n";
-      metrics.flush();
+      write_metrics(quality);
     }
     interval_start += std::chrono::steady_clock::now() - pause_start;
   }

@@ -1,17 +1,26 @@
 // Weights as a pickled dict of tensors; see weights.h.
 #include "ddpm/weights.h"
 
+#include <charconv>
+#include <cstring>
 #include <fstream>
-#include <iterator>
+#include <optional>
 #include <set>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/versions.h>
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
-#include <torch/serialize.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
 
 #include "ddpm/atomic_file.h"
 #include "ddpm/error.h"
+#include "ddpm/pickle_scan.h"
+#include "ddpm/safetensors_header.h"  // printable_name
+#include "ddpm/zip_directory.h"
 
 namespace ddpm {
 namespace {
@@ -24,6 +33,181 @@ std::string shape_text(const torch::Tensor& tensor) {
 
 Error weights_error(const std::filesystem::path& path, const std::string& reason) {
   return Error(ErrorKind::runtime, "weights file '" + path.string() + "': " + reason);
+}
+
+
+// A torch.save archive may come from anywhere, and LibTorch's reader trusts the sizes a file
+// states: it allocates a zip entry by its stated length before reading it, never compares a
+// tensor's storage length, offset, sizes and strides with the bytes of its entry, and leaks
+// when a corrupt file makes it throw. So the archive is read here (zip_directory.h), and only
+// the pickle goes to LibTorch's unpickler, with every tensor checked before anything reads it.
+
+// The stored entries of an archive by name, and the folder (torch.save's archive name) they
+// are all in, as PyTorchStreamReader finds them.
+class TorchArchive {
+ public:
+  TorchArchive(const std::filesystem::path& path, const std::string& what)
+      : in_(path, std::ios::binary), what_(what) {
+    const std::vector<ZipEntry> entries = read_zip_directory(path, what);
+    const size_t slash = entries.empty() ? std::string::npos : entries.front().name.find('/');
+    if (slash == std::string::npos) {
+      throw refuse("is not a torch.save archive: its first entry is not in a folder");
+    }
+    folder_ = entries.front().name.substr(0, slash + 1);
+    for (const ZipEntry& entry : entries) {
+      if (entry.method != 0 || entry.compressed_size != entry.size) {
+        throw refuse("has a compressed entry '" + printable_name(entry.name) +
+                     "' (torch.save stores entries uncompressed; for a re-zipped archive, unzip "
+                     "it and zip it again with `zip -0`)");
+      }
+      if (!entries_.emplace(entry.name, entry).second) {
+        throw refuse("names the entry '" + printable_name(entry.name) + "' twice");
+      }
+    }
+  }
+
+  bool contains(const std::string& name) const { return entries_.count(folder_ + name) > 0; }
+
+  // The entry's bytes, allocated by its size, which the directory checks tied to the file.
+  std::tuple<at::DataPtr, size_t> read(const std::string& name) {
+    const auto found = entries_.find(folder_ + name);
+    if (found == entries_.end()) throw refuse("has no entry '" + printable_name(name) + "'");
+    const ZipEntry& entry = found->second;
+    at::DataPtr data = at::getCPUAllocator()->allocate(entry.size);
+    in_.seekg(static_cast<std::streamoff>(entry.data_offset));
+    if (entry.size > 0 && !in_.read(static_cast<char*>(data.get()),
+                                    static_cast<std::streamsize>(entry.size))) {
+      throw refuse("could not be read (the file changed while reading?)");
+    }
+    return {std::move(data), entry.size};
+  }
+
+  Error refuse(const std::string& reason) const {
+    return Error(ErrorKind::runtime, what_ + " " + reason);
+  }
+  const std::string& what() const { return what_; }
+
+ private:
+  std::ifstream in_;
+  std::string what_;
+  std::map<std::string, ZipEntry> entries_;
+  std::string folder_;
+};
+
+// The archive's format version, which the unpickler reads some containers by.
+uint64_t format_version(TorchArchive& archive) {
+  const std::string name = archive.contains(".data/version") ? ".data/version" : "version";
+  const auto [data, size] = archive.read(name);
+  const std::string text(static_cast<const char*>(data.get()), std::min<size_t>(size, 32));
+  uint64_t version = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), version);
+  if (error != std::errc() || end == text.data() ||
+      version < caffe2::serialize::kMinSupportedFileFormatVersion ||
+      version > caffe2::serialize::kMaxSupportedFileFormatVersion) {
+    throw archive.refuse("has the format version '" + printable_name(text) + "', not one of " +
+                         std::to_string(caffe2::serialize::kMinSupportedFileFormatVersion) +
+                         "-" +
+                         std::to_string(caffe2::serialize::kMaxSupportedFileFormatVersion));
+  }
+  return version;
+}
+
+// One past the last byte `tensor` reaches in its storage, or nothing when that overflows or a
+// size, stride or offset is negative.
+std::optional<uint64_t> tensor_extent(const torch::Tensor& tensor) {
+  if (tensor.storage_offset() < 0) return std::nullopt;
+  uint64_t last = static_cast<uint64_t>(tensor.storage_offset());
+  for (int64_t d = 0; d < tensor.dim(); ++d) {
+    const int64_t size = tensor.size(d), stride = tensor.stride(d);
+    if (size < 0 || stride < 0) return std::nullopt;
+    if (size == 0) return 0;  // no element: nothing is read
+    uint64_t reach = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(size - 1), static_cast<uint64_t>(stride),
+                               &reach) ||
+        __builtin_add_overflow(last, reach, &last)) {
+      return std::nullopt;
+    }
+  }
+  uint64_t end = 0;
+  if (__builtin_add_overflow(last, uint64_t{1}, &last) ||
+      __builtin_mul_overflow(last, static_cast<uint64_t>(tensor.element_size()), &end)) {
+    return std::nullopt;
+  }
+  return end;
+}
+
+// The bytes of each entry the unpickler read, by where they are in memory.
+using EntrySizes = std::unordered_map<const void*, size_t>;
+
+// Every tensor in `root` must be a dense CPU tensor that lies within the entry it was read from.
+void check_tensors(const c10::IValue& root, const EntrySizes& entries,
+                   const TorchArchive& archive) {
+  const auto refuse = [&](const std::string& reason) {
+    return archive.refuse(reason + ": the file is corrupt or crafted");
+  };
+  std::vector<c10::IValue> pending{root};
+  std::unordered_set<const void*> seen;  // containers may be shared, or even hold themselves
+  while (!pending.empty()) {
+    const c10::IValue value = std::move(pending.back());
+    pending.pop_back();
+    if (value.isPtrType() && !seen.insert(value.internalToPointer()).second) continue;
+    if (value.isTensor()) {
+      const torch::Tensor& tensor = value.toTensor();
+      if (!tensor.defined()) continue;
+      if (tensor.layout() != torch::kStrided || tensor.is_quantized() || !tensor.is_cpu()) {
+        throw refuse("holds a tensor that is not a dense CPU tensor");
+      }
+      const std::optional<uint64_t> extent = tensor_extent(tensor);
+      if (!extent) throw refuse("holds a tensor with negative or overflowing sizes or strides");
+      if (*extent == 0) continue;
+      const uint64_t claimed = tensor.storage().nbytes();
+      const auto entry = entries.find(tensor.storage().data());
+      if (entry == entries.end() || *extent > claimed || claimed > entry->second) {
+        throw refuse("holds a tensor of " + std::to_string(*extent) +
+                     " bytes whose data in the file is shorter");
+      }
+    } else if (value.isGenericDict()) {
+      for (const auto& item : value.toGenericDict()) {
+        pending.push_back(item.key());
+        pending.push_back(item.value());
+      }
+    } else if (value.isList()) {
+      for (const c10::IValue& item : value.toListRef()) pending.push_back(item);
+    } else if (value.isTuple()) {
+      for (const c10::IValue& item : value.toTupleRef().elements()) pending.push_back(item);
+    } else if (value.isObject()) {
+      for (const c10::IValue& item : value.toObjectRef().slots()) pending.push_back(item);
+    }
+  }
+}
+
+// What torch::pickle_load does with an archive (readArchiveAndTensors), over TorchArchive: the
+// pickle's claims checked first (pickle_scan.h), every tensor kept on the CPU whatever device
+// the file names, then checked.
+c10::IValue unpickle_archive(TorchArchive& archive) {
+  const uint64_t version = format_version(archive);
+  const auto [pickle, pickle_size] = archive.read("data.pkl");
+  const char* const bytes = static_cast<const char*>(pickle.get());
+  check_pickle_claims(std::string_view(bytes, pickle_size), archive.what());
+  size_t position = 0;
+  const auto read = [&, size = pickle_size](char* buffer, size_t length) -> size_t {
+    length = std::min(length, size - position);
+    if (length > 0) std::memcpy(buffer, bytes + position, length);
+    position += length;
+    return length;
+  };
+  EntrySizes entries;
+  const auto read_entry = [&](const std::string& name) {
+    auto [data, size] = archive.read("data/" + name);
+    entries[data.get()] = size;
+    return std::move(data);
+  };
+  torch::jit::Unpickler unpickler(read, /*type_resolver=*/nullptr, /*obj_loader=*/nullptr,
+                                  read_entry, torch::Device(torch::kCPU));
+  unpickler.set_version(version);
+  const c10::IValue value = unpickler.parse_ivalue();
+  check_tensors(value, entries, archive);
+  return value;
 }
 
 }  // namespace
@@ -73,10 +257,17 @@ void save_weights(const torch::nn::Module& module, const std::filesystem::path& 
 c10::IValue read_pickle_file(const std::filesystem::path& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(ErrorKind::runtime, what + " cannot be opened; check the path");
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
-                                std::istreambuf_iterator<char>());
+  char magic[4] = {};
+  in.read(magic, sizeof magic);
+  if (std::string_view(magic, static_cast<size_t>(in.gcount())) != "PK\x03\x04") {
+    throw Error(ErrorKind::runtime, what + " is not a torch.save archive (a zip file): it is "
+                                           "truncated or corrupt, or not a checkpoint");
+  }
+  TorchArchive archive(path, what);
   try {
-    return torch::pickle_load(bytes);
+    return unpickle_archive(archive);
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& error) {
     throw Error(ErrorKind::runtime,
                 what + " is not readable (truncated or corrupt?): " + error.what());

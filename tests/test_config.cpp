@@ -129,6 +129,9 @@ TEST(Config, ImpossibleValuesAreRejected) {
       {R"({"data": {"image_size": 28}})", "data.image_size"},
       {R"({"data": {"image_size": 0}})", "data.image_size"},
       {R"({"data": {"channels": 2}})", "data.channels"},
+      {R"({"data": {"max_files": 0}})", "data.max_files"},
+      {R"({"data": {"max_image_pixels": 0}})", "data.max_image_pixels"},
+      {R"({"data": {"max_image_pixels": 268435457}})", "must be in [1, 268435456]"},
       {R"({"sample": {"steps": 1001}})", "sample.steps"},
       {R"({"sample": {"sampler": "dpm"}})", "sample.sampler"},
       {R"({"sample": {"variance": "learned"}})", "sample.variance"},
@@ -170,6 +173,15 @@ class ConfigFile : public ::testing::Test {
     std::ofstream(folder_ / name) << text;
     return folder_ / name;
   }
+  static std::string load_error(const std::filesystem::path& file) {
+    try {
+      load_config(file, {});
+      return "";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.exit_code(), 2) << error.what();
+      return error.what();
+    }
+  }
   std::filesystem::path folder_;
 };
 
@@ -205,6 +217,28 @@ TEST_F(ConfigFile, FileErrorsNameTheFile) {
     EXPECT_CONTAINS(error.what(), "model.base_channel");
     EXPECT_CONTAINS(error.what(), "did you mean 'base_channels'?");
   }
+}
+
+TEST_F(ConfigFile, AFileLongerThanAConfigCanBeIsRefusedUnread) {
+  // Sparse: a "config" of 4 GiB that uses no disk; reading it would take that much memory.
+  const auto huge = write("huge.json", "{");
+  std::filesystem::resize_file(huge, uintmax_t{4} << 30);
+  const std::string message = load_error(huge);
+  EXPECT_CONTAINS(message, "huge.json");
+  EXPECT_CONTAINS(message, "4294967296 bytes");
+  EXPECT_CONTAINS(message, std::to_string(kMaxConfigBytes));
+  EXPECT_CONTAINS(message, "kMaxConfigBytes");
+  // At the limit it is read (and here refused as JSON).
+  const auto limit = write("limit.json", "{");
+  std::filesystem::resize_file(limit, kMaxConfigBytes);
+  EXPECT_CONTAINS(load_error(limit), "not valid JSON");
+}
+
+TEST_F(ConfigFile, ANumberBeyondDoubleIsAJsonErrorNamingTheFile) {
+  const auto file = write("overflow.json", R"({"train": {"lr": 1e400}})");
+  const std::string message = load_error(file);
+  EXPECT_CONTAINS(message, "overflow.json");
+  EXPECT_CONTAINS(message, "number overflow");
 }
 
 TEST(Config, DefaultsTextListsEveryKeyWithItsDefault) {

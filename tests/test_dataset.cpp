@@ -10,6 +10,7 @@
 #include <functional>
 #include <set>
 
+#include "ddpm/class_folders.h"
 #include "ddpm/dataset.h"
 #include "ddpm/error.h"
 #include "ddpm/image_io.h"
@@ -105,6 +106,26 @@ TEST_F(Dataset, ScanFindsImagesRecursivelyAndSorted) {
                                           folder_ / "sub/c.Jpeg",
                                           folder_ / "sub/deeper/d.bmp"};
   EXPECT_EQ(scan_image_folder(folder_), expected);
+}
+
+// A folder of more image files than data.max_files is refused during the scan, for plain and
+// class folders, naming the limit and the key that raises it; at the limit it is taken.
+TEST_F(Dataset, AFolderOfMoreFilesThanTheLimitIsRefusedNamingTheKey) {
+  for (int i = 0; i < 12; ++i) {
+    const fs::path file =
+        folder_ / ("class_" + std::to_string(i % 2)) / (std::to_string(i) + ".png");
+    fs::create_directories(file.parent_path());
+    std::ofstream(file) << "";
+  }
+  EXPECT_EQ(scan_image_folder(folder_, 12).size(), 12u);
+  const std::string plain = error_of([&] { scan_image_folder(folder_, 11); });
+  EXPECT_CONTAINS(plain, "data.max_files");
+  EXPECT_CONTAINS(plain, "holds more than 11 image files, the limit");
+  EXPECT_CONTAINS(plain, "raise data.max_files");
+  EXPECT_EQ(scan_class_folders(folder_, 12).files.size(), 12u);
+  const std::string classes = error_of([&] { scan_class_folders(folder_, 7); });
+  EXPECT_CONTAINS(classes, "the class folders of '" + folder_.string() + "' hold more than 7");
+  EXPECT_CONTAINS(classes, "raise data.max_files");
 }
 
 TEST_F(Dataset, ScanErrorsNameThePath) {
@@ -258,6 +279,27 @@ TEST_F(DataLoaderTest, BadFilesAreSkippedDeterministicallyAndCounted) {
   const auto examples = one.skipped_examples();
   ASSERT_EQ(examples.size(), 3u);
   for (const std::string& example : examples) EXPECT_NE(example.find("bad_"), std::string::npos);
+}
+
+// An image of more pixels than data.max_image_pixels is skipped like an unreadable one, with an
+// example naming the key; raised, the same image is read.
+TEST_F(DataLoaderTest, ImagesOverTheConfiguredPixelLimitAreSkippedNamingTheKey) {
+  write_images(8);
+  const std::vector<uint8_t> large(size_t{4} * kSide * kSide, 128);
+  ASSERT_TRUE(stbi_write_png((folder_ / "large.png").c_str(), 2 * kSide, 2 * kSide, 1,
+                             large.data(), 0));
+  const auto files = scan_image_folder(folder_);
+  data_.max_image_pixels = int64_t{kSide} * kSide;
+  DataLoader limited(files, data_, 3, 0);
+  take(limited, 3);  // one epoch of 9 files
+  EXPECT_EQ(limited.skipped_files(), 1);
+  ASSERT_EQ(limited.skipped_examples().size(), 1u);
+  EXPECT_CONTAINS(limited.skipped_examples()[0], "large.png");
+  EXPECT_CONTAINS(limited.skipped_examples()[0], "raise data.max_image_pixels");
+  data_.max_image_pixels = int64_t{4} * kSide * kSide;
+  DataLoader raised(files, data_, 3, 0);
+  take(raised, 3);
+  EXPECT_EQ(raised.skipped_files(), 0);
 }
 
 TEST_F(DataLoaderTest, TooFewReadableImagesIsAClearError) {

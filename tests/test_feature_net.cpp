@@ -197,7 +197,7 @@ TEST(FeatureStats, RefusesFilesThatAreNotStats) {
   const fs::path truncated = dir.path() / "truncated.pt";
   save_feature_stats(stats, truncated);
   fs::resize_file(truncated, fs::file_size(truncated) - 40);
-  EXPECT_CONTAINS(error_of(truncated), "not readable");
+  EXPECT_CONTAINS(error_of(truncated), "truncated or corrupt");
   EXPECT_CONTAINS(error_of(dir.path() / "absent.pt"), "cannot be opened");
 }
 

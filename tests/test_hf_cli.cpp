@@ -180,6 +180,10 @@ TEST_F(HfCli, BadConfigsNameTheFileAndField) {
   const fs::path folder = make_folder(path("bad_config"));
   std::ofstream(folder / "config.json") << "{\"sample_size\": 8,";
   expect_error(sample_args(folder), {(folder / "config.json").string(), "not valid JSON"});
+  // A "config" of 64 MiB + 1 (sparse) is refused unread, naming the limit.
+  fs::resize_file(folder / "config.json", (uintmax_t{64} << 20) + 1);
+  expect_error(sample_args(folder), {(folder / "config.json").string(), "is 67108865 bytes",
+                                     "kMaxDiffusersJsonBytes"});
 
   json unsupported = kUnet;
   unsupported["act_fn"] = "gelu";

@@ -3,9 +3,11 @@
 // tensors, grids and PNG text chunks. Fixtures are written by stb_image_write or built byte by
 // byte here (GIF, 16-bit PNG, oversized headers).
 #include <gtest/gtest.h>
+#include <stb_image.h>
 #include <stb_image_write.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 
 #include "ddpm/error.h"
 #include "ddpm/image_io.h"
+#include "test_support.h"
 
 namespace ddpm {
 namespace {
@@ -68,6 +71,39 @@ Bytes zlib_stored(const Bytes& raw) {
   const uint16_t length = static_cast<uint16_t>(raw.size());
   return Bytes{0x78, 0x01, 0x01} + Bytes{char(length), char(length >> 8)} +
          Bytes{char(~length), char(~length >> 8)} + raw + be32((b << 16) | a);
+}
+
+// A zlib stream of `size` zero bytes in one fixed-Huffman deflate block: a literal zero, then
+// copies of 258 bytes at distance 1 (13 bits each), so that 100 MB take 600 KB.
+Bytes zlib_zeros(size_t size) {
+  Bytes out{0x78, 0x01};
+  uint64_t bits = 0;
+  int pending = 0;
+  const auto put = [&](uint32_t value, int length) {  // deflate packs bits from the lowest
+    bits |= uint64_t{value} << pending;
+    for (pending += length; pending >= 8; pending -= 8, bits >>= 8) out.push_back(char(bits));
+  };
+  const auto put_code = [&](uint32_t code, int length) {  // Huffman codes go highest bit first
+    for (int i = length - 1; i >= 0; --i) put((code >> i) & 1u, 1);
+  };
+  put(1, 1);  // the final block
+  put(1, 2);  // fixed Huffman codes
+  put_code(0x30, 8);  // literal 0
+  size_t left = size - 1;
+  for (; left >= 258; left -= 258) {
+    put_code(0xC5, 8);  // length 258 (code 285)
+    put_code(0, 5);     // distance 1
+  }
+  for (; left > 0; --left) put_code(0x30, 8);
+  put_code(0, 7);  // end of block
+  if (pending > 0) put(0, 8 - pending);
+  return out + be32(static_cast<uint32_t>(size % 65521) << 16 | 1);  // Adler-32 of zeros
+}
+
+// A black 8-bit grayscale PNG, side x side: every row is filter 0 and zero pixels.
+Bytes black_png(uint32_t side) {
+  return kSignature + png_ihdr(side, side, 8, 0) +
+         png_chunk("IDAT", zlib_zeros(size_t{side} * (side + 1))) + png_chunk("IEND", "");
 }
 
 class ImageIo : public ::testing::Test {
@@ -280,6 +316,60 @@ TEST_F(ImageIo, AbsurdDimensionsAreRefusedBeforeDecoding) {
                            char(0x60), char(0xEA), char(0x60), 1,          1, 0x11, 0};
   const std::string jpeg_message = read_error(write_bytes("huge.jpg", jpeg));
   EXPECT_NE(jpeg_message.find("60000x60000"), std::string::npos) << jpeg_message;
+}
+
+TEST_F(ImageIo, A100MegapixelImageIsRefusedBeforeDecodingNamingTheLimit) {
+  // The generator makes real PNGs: a 1-megapixel one decodes whole.
+  const Image small = read_image(write_bytes("black_1mp.png", black_png(1000)), 1);
+  ASSERT_EQ(small.pixels.size(), 1000u * 1000u);
+  EXPECT_EQ(std::count(small.pixels.begin(), small.pixels.end(), 0), 1000 * 1000);
+  const fs::path large = write_bytes("black_100mp.png", black_png(10000));
+  EXPECT_LT(fs::file_size(large), 1u << 20);
+  int width = 0, height = 0, channels = 0;
+  ASSERT_TRUE(stbi_info(large.c_str(), &width, &height, &channels));
+  EXPECT_EQ(width * height, 100'000'000);
+  // 100 MP is more than kMaxImagePixels (8192 x 8192): refused from the header, unallocated.
+  const std::string message = read_error(large, 3);
+  EXPECT_CONTAINS(message, "black_100mp.png");
+  EXPECT_CONTAINS(message, "10000x10000");
+  EXPECT_CONTAINS(message, "limit of " + std::to_string(kMaxImagePixels) + " pixels");
+  EXPECT_CONTAINS(message, "downscale it first");
+  EXPECT_CONTAINS(message, "raise data.max_image_pixels, up to 268435456");
+  // Raised as the message says, the same file decodes, every pixel black.
+  const Image decoded = read_image(large, 1, 100'000'000);
+  ASSERT_EQ(decoded.pixels.size(), 100'000'000u);
+  EXPECT_EQ(std::count(decoded.pixels.begin(), decoded.pixels.end(), 0), 100'000'000);
+  EXPECT_CONTAINS(testing::error_of([&] { read_image(large, 1, 99'999'999); }), "limit of 99999999");
+  EXPECT_CONTAINS(testing::error_of([&] { read_image(large, 1, kMaxImagePixelsLimit + 1); }),
+                  "max_pixels must be in [1, 268435456]");
+  // A file longer than any image within the limit is refused unread (sparse: no disk used).
+  const fs::path huge = write_bytes("huge.bmp", "BM");
+  fs::resize_file(huge, kMaxImageFileBytes + 1);
+  EXPECT_CONTAINS(read_error(huge), "kMaxImageFileBytes");
+}
+
+TEST_F(ImageIo, FormatsOutsidePngJpegBmpTgaGifAreRefused) {
+  for (const Bytes& header : {Bytes("8BPS\x00\x01", 6), Bytes("P6\n2 2\n255\n"),
+                              Bytes("#?RADIANCE\n"), Bytes("\x53\x80\xF6\x34", 4)}) {
+    EXPECT_CONTAINS(read_error(write_bytes("other", header + Bytes(64, 'x'))), "convert it to PNG");
+  }
+}
+
+// stb_image 2.27 builds a JPEG Huffman table from counts of more than 256 codes, writing past
+// its arrays (stb_guard.h): such a file is refused before stb reads it, wherever the table is.
+TEST_F(ImageIo, JpegHuffmanTablesOfMoreThan256CodesAreRefused) {
+  const Bytes soi{char(0xFF), char(0xD8)};
+  Bytes table = Bytes{char(0xFF), char(0xC4), 0x00, 0x13, 0x00} + Bytes(16, char(0xFF));
+  const std::string message = read_error(write_bytes("dht.jpg", soi + table));
+  EXPECT_CONTAINS(message, "dht.jpg");
+  EXPECT_CONTAINS(message, "more than 256 codes");
+  // After garbage and fill bytes, and after a scan's entropy-coded data (stuffed 0xFF 0x00).
+  const Bytes scan = Bytes{char(0xFF), char(0xDA), 0x00, 0x02, 0x12, char(0xFF), 0x00, 0x34};
+  EXPECT_CONTAINS(read_error(write_bytes("late.jpg", soi + "xyz" + scan + "\xff\xff" + table)),
+                  "more than 256 codes");
+  // The counts stb reads past the end of the file are zeros; what is there still counts.
+  EXPECT_CONTAINS(read_error(write_bytes("cut.jpg", soi + table.substr(0, 8))),
+                  "more than 256 codes");
 }
 
 // Exact area average: replicate each pixel k × k times (nearest upsampling), then average

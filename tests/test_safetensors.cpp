@@ -132,6 +132,9 @@ INSTANTIATE_TEST_SUITE_P(
         Violation{"backwards", R"({"w": {)" + kGood + "[8, 0]}}", 8, "ends (0) before it begins (8)"},
         Violation{"outside", R"({"w": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}})",
                   8, "outside the data buffer of 8 bytes"},
+        // A 4 TiB tensor in an 8-byte buffer: refused before torch::empty would allocate it.
+        Violation{"huge_claim", R"({"w": {"dtype": "F32", "shape": [1099511627776],
+                  "data_offsets": [0, 4398046511104]}})", 8, "outside the data buffer of 8 bytes"},
         Violation{"overlap", R"({"a": {)" + kGood + R"([0, 8]}, "b": {)" + kGood + "[4, 12]}}",
                   12, "tensor 'b' overlaps tensor 'a'"},
         Violation{"hole", R"({"a": {)" + kGood + R"([0, 8]}, "b": {)" + kGood + "[12, 20]}}", 20,
@@ -167,8 +170,8 @@ TEST(Safetensors, LengthsThatDoNotFitAreRefusedBeforeAnyAllocation) {
   EXPECT_CONTAINS(read_error(folder.path() / "missing.safetensors"), "cannot be read");
 }
 
-// Every file in tests/data/safetensors/: the seeds of scripts/fuzz_safetensors.sh and the inputs
-// the fuzzer found bugs with. Each must give a result or a ddpm::Error, never anything else.
+// Every file in tests/data/safetensors/: the seeds of scripts/fuzz.sh (safetensors_*) and the
+// inputs the fuzzer found bugs with. Each must give a result or a ddpm::Error, never anything else.
 TEST(Safetensors, FuzzRegressions) {
   int files = 0;
   for (const auto& entry : fs::directory_iterator(kFixtures)) {

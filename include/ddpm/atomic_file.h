@@ -11,4 +11,13 @@ namespace ddpm {
 // or the rename fails; the temporary file is removed and any previous file is left intact.
 void write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
+// Flushes a folder's entries (a rename into it) to disk, so that the new file survives a power
+// loss as well as a crash. Throws ddpm::Error naming the folder on failure.
+void sync_directory(const std::filesystem::path& folder);
+
+// Removes the temporary files (NAME.tmp.PID) that write_file_atomically leaves in `folder` when
+// its process is killed mid-write; not recursive. Only for a folder no other process writes (a
+// run directory under its lock). Returns how many it removed.
+int remove_stale_temporaries(const std::filesystem::path& folder);
+
 }  // namespace ddpm

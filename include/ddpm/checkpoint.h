@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -53,9 +55,16 @@ std::filesystem::path checkpoint_file(const std::filesystem::path& run_dir, int6
 // newest `keep` step files.
 void publish_checkpoint(const std::filesystem::path& run_dir, const TrainingState& state, int keep);
 
-// A checkpoint file as given, or the one a run directory's `latest` names. Throws ddpm::Error
-// saying what is missing.
+// A checkpoint file as given, or the one a run directory's `latest` names (with no `latest`,
+// the newest step file: a run killed before its first `latest`). Throws ddpm::Error saying
+// what is missing.
 std::filesystem::path resolve_checkpoint(const std::filesystem::path& file_or_run_dir);
+
+// The step file that the text of a `latest` pointer names: exactly step_<digits>.pt, with one
+// optional trailing newline, so the pointer cannot lead out of its checkpoints/ folder. Throws
+// ddpm::Error (runtime) naming `pointer` for anything else.
+std::string checkpoint_name_from_pointer(std::string_view text,
+                                         const std::filesystem::path& pointer);
 
 // The step files of a run directory, oldest first.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);

@@ -21,8 +21,10 @@ struct ClassFolders {
 
 // Throws ddpm::Error (runtime) naming the path when the folder is missing or unreadable, when
 // images lie directly in it (they would have no class), when it has no subfolder, or when a
-// class folder holds no image.
-ClassFolders scan_class_folders(const std::filesystem::path& folder);
+// class folder holds no image; (config, naming data.max_files) when all the class folders
+// together hold more than `max_files` images.
+ClassFolders scan_class_folders(const std::filesystem::path& folder,
+                                int64_t max_files = DataConfig{}.max_files);
 
 // The config a run trains: with data.labels folders, data.classes and model.num_classes come
 // from `folders`; a config (or a resumed run's) that already names other classes is refused,

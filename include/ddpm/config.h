@@ -17,6 +17,11 @@ struct DataConfig {
   bool random_flip = true;   // random horizontal flip during training
   int workers = 2;           // image-decoding threads
   int cache_mb = 2048;       // keep the decoded data set in memory when it fits (0: never)
+  // The most image files a folder may hold: its list costs about 0.5 KB of memory per file.
+  int64_t max_files = 5'000'000;
+  // Larger images are skipped as unreadable (decoding one takes up to 8 bytes per pixel); at
+  // most 16384 x 16384. The default is image_io.h's kMaxImagePixels, 8192 x 8192.
+  int64_t max_image_pixels = int64_t{1} << 26;
   // none: unlabelled images; folders: each immediate subfolder of `path` is one class, in the
   // order of the sorted folder names (class_folders.h). Training records the folder names in
   // `classes`; a non-empty `classes` must then match the folder (so a resumed run checks it).

@@ -4,6 +4,7 @@
 // written back re-reads to the same Config.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -13,6 +14,9 @@
 #include "ddpm/config.h"
 
 namespace ddpm {
+
+// A config file is a few KB; load_config refuses a longer one before reading it.
+inline constexpr uintmax_t kMaxConfigBytes = uintmax_t{16} << 20;
 
 Config config_from_json(const nlohmann::json& json);
 nlohmann::json config_to_json(const Config& config);

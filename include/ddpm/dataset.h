@@ -21,8 +21,11 @@ bool has_image_extension(const std::filesystem::path& path);
 
 // Every image file (.png .jpg .jpeg .bmp .tga .gif, any case) under `folder`, recursively,
 // sorted. Only lists the folder, never opens a file. Throws ddpm::Error (runtime) naming the
-// path when it is missing, not a folder, unreadable, or holds no image files.
-std::vector<std::filesystem::path> scan_image_folder(const std::filesystem::path& folder);
+// path when it is missing, not a folder, unreadable, or holds no image files, and (config,
+// naming data.max_files) as soon as it has found more than `max_files`, so that the list's
+// memory stays bounded.
+std::vector<std::filesystem::path> scan_image_folder(const std::filesystem::path& folder,
+                                                     int64_t max_files = DataConfig{}.max_files);
 
 // Throws ddpm::Error (config, naming train.batch_size) unless world_size processes can share a
 // global batch of batch_size evenly.

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -23,15 +24,27 @@ struct Image {
   int source_channels = 0;
 };
 
-// Largest image read_image() decodes; a header claiming more is refused before decoding.
+// Largest image decode_image() decodes by default; a header claiming more is refused before
+// decoding, so one decode holds at most 512 MiB (16-bit RGBA at the limit). Training resizes
+// every image to data.image_size, so a larger photo only costs memory and time: downscale it
+// first, or raise data.max_image_pixels (up to kMaxImageSide squared) for training.
 inline constexpr int kMaxImageSide = 16384;
-inline constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 26;  // 8192 x 8192
+inline constexpr int64_t kMaxImagePixelsLimit = int64_t{kMaxImageSide} * kMaxImageSide;
+// Larger than any image file within the pixel limit; a longer file is refused unread.
+inline constexpr int64_t kMaxImageFileBytes = int64_t{1} << 30;
 
 // Decodes PNG, JPEG, BMP, TGA or GIF (first frame), 8- or 16-bit (16-bit is rounded to 8-bit),
 // into `channels` channels (1, 3 or 4): gray -> RGB replicates, RGB -> gray is the ITU-R BT.601
-// luma 0.299 R + 0.587 G + 0.114 B, alpha is dropped or added as 255. Throws ddpm::Error
-// (runtime) naming the file for an unreadable, empty, truncated, corrupt or oversized file.
-Image read_image(const std::filesystem::path& path, int channels);
+// luma 0.299 R + 0.587 G + 0.114 B, alpha is dropped or added as 255. Other formats stb knows
+// (PSD, HDR, PIC, PNM) are refused. Throws ddpm::Error (runtime) naming the file for an
+// unreadable, empty, truncated, corrupt or oversized file (more than `max_pixels` pixels, at
+// most kMaxImagePixelsLimit, or more than kMaxImageSide on a side).
+Image read_image(const std::filesystem::path& path, int channels,
+                 int64_t max_pixels = kMaxImagePixels);
+// The same from the file's bytes; `name` is the file that errors name.
+Image decode_image(std::string_view bytes, int channels, const std::filesystem::path& name,
+                   int64_t max_pixels = kMaxImagePixels);
 
 // Scales so the image covers height × width (scale = max(height / h, width / w)), then crops the
 // centre. Shrinking averages the exact covered area of each source pixel (box/area filter, no
@@ -55,5 +68,8 @@ void write_png(const std::filesystem::path& path, const Image& image,
 // The tEXt chunks of a PNG file as key -> value. Throws ddpm::Error (runtime) for a file that
 // cannot be read or is not a well-formed PNG.
 std::map<std::string, std::string> read_png_text(const std::filesystem::path& path);
+// The same from the file's bytes; `name` is the file that errors name.
+std::map<std::string, std::string> parse_png_text(std::string_view png,
+                                                  const std::filesystem::path& name);
 
 }  // namespace ddpm

@@ -19,9 +19,11 @@ std::vector<char> pickle_for_python(const c10::IValue& value);
 // pickle_for_python(value) written to `path` atomically (see atomic_file.h).
 void write_pickle_file(const std::filesystem::path& path, const c10::IValue& value);
 
-// Reads a file written by pickle_for_python (or torch.save) back into a value. Throws
-// ddpm::Error (runtime) starting with `what` (e.g. "checkpoint 'x.pt'") when the file cannot be
-// opened or is truncated or corrupt.
+// Reads a file written by pickle_for_python (or torch.save) back into a value, every tensor on
+// the CPU. Throws ddpm::Error (runtime) starting with `what` (e.g. "checkpoint 'x.pt'") when the
+// file cannot be opened, is not a zip archive, is truncated or corrupt, or states sizes that its
+// bytes do not hold (an entry longer than the file, a tensor beyond its data): such a claim is
+// refused before anything of that size is allocated or read.
 c10::IValue read_pickle_file(const std::filesystem::path& path, const std::string& what);
 
 // Parameters and buffers by their dotted names, on the CPU.
