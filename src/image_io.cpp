@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "ddpm/atomic_file.h"
+#include "ddpm/byte_order.h"
 #include "ddpm/error.h"
 #include "ddpm/stb_guard.h"
 
@@ -180,9 +181,7 @@ void append_u32(std::string& out, uint32_t value) {
 }
 
 uint32_t read_u32(std::string_view bytes, size_t at) {
-  uint32_t value = 0;
-  for (size_t i = 0; i < 4; ++i) value = (value << 8) | static_cast<uint8_t>(bytes[at + i]);
-  return value;
+  return static_cast<uint32_t>(read_big_endian(bytes, at, 4));
 }
 
 std::string text_chunk(const std::string& key, const std::string& value) {

@@ -6,16 +6,11 @@
 #include <optional>
 #include <vector>
 
+#include "ddpm/byte_order.h"
 #include "ddpm/error.h"
 
 namespace ddpm {
 namespace {
-
-uint64_t little_endian(std::string_view bytes, size_t at, size_t width) {
-  uint64_t value = 0;
-  for (size_t i = width; i-- > 0;) value = value << 8 | static_cast<uint8_t>(bytes[at + i]);
-  return value;
-}
 
 // How an opcode's argument is laid out.
 enum class Argument {
@@ -262,12 +257,12 @@ void check_pickle_claims(std::string_view pickle, const std::string& what) {
         break;
       case Argument::fixed:
         if (layout.width > left) throw refuse(opcode_at, "runs past the end");
-        slot = little_endian(pickle, at, layout.width);
+        slot = read_little_endian(pickle, at, layout.width);
         at += layout.width;
         break;
       case Argument::length: {
         if (layout.width > left) throw refuse(opcode_at, "runs past the end");
-        const uint64_t length = little_endian(pickle, at, layout.width);
+        const uint64_t length = read_little_endian(pickle, at, layout.width);
         if (length > left - layout.width) {
           throw refuse(opcode_at, "states a length of " + std::to_string(length) +
                                       " bytes, more than the " +

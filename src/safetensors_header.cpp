@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ddpm/byte_order.h"
 #include "ddpm/error.h"
 
 namespace ddpm {
@@ -149,8 +150,7 @@ uint64_t safetensors_header_length(std::string_view first_bytes, uint64_t file_s
                                " bytes, fewer than the 8 of a safetensors header length; the "
                                "file is truncated or not a safetensors file");
   }
-  uint64_t length = 0;
-  for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(first_bytes[i]);
+  const uint64_t length = read_little_endian(first_bytes, 0, 8);
   if (length > file_size - 8) {
     throw file_error(file, "states a header of " + std::to_string(length) +
                                " bytes, longer than the file (" + std::to_string(file_size) +

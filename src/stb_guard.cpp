@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "ddpm/byte_order.h"
 #include "ddpm/error.h"
 
 namespace ddpm {
@@ -55,7 +56,7 @@ void check_jpeg_huffman_tables(std::string_view bytes, const std::filesystem::pa
       continue;
     }
     if (at + 2 > bytes.size()) return;
-    const size_t length = size_t{byte_at(bytes, at)} << 8 | byte_at(bytes, at + 1);
+    const size_t length = read_big_endian(bytes, at, 2);
     if (length < 2) return;  // stb refuses the segment and stops
     if (marker == 0xC4) {
       // The tables as stb reads them: a class/slot byte, 16 counts, then that many symbols;
@@ -77,12 +78,6 @@ void check_jpeg_huffman_tables(std::string_view bytes, const std::filesystem::pa
   }
 }
 
-uint32_t big_endian(std::string_view bytes, size_t at) {
-  uint32_t value = 0;
-  for (size_t i = 0; i < 4; ++i) value = value << 8 | byte_at(bytes, at + i);
-  return value;
-}
-
 // stbi__parse_png_file (2.27) copies an IDAT chunk into a buffer it allocates on the first
 // chunk with data: an empty IDAT before that passes a null pointer to memcpy (undefined even
 // for 0 bytes; stb 2.28 checks it). The chunks are walked as stb walks them.
@@ -90,7 +85,7 @@ void check_png_chunks(std::string_view bytes, const std::filesystem::path& path)
   constexpr std::string_view kSignature("\x89PNG\r\n\x1a\n", 8);
   if (!bytes.starts_with(kSignature)) return;
   for (size_t at = kSignature.size(); at + 8 <= bytes.size();) {
-    const uint32_t length = big_endian(bytes, at);
+    const uint64_t length = read_big_endian(bytes, at, 4);
     const std::string_view type = bytes.substr(at + 4, 4);
     if (type == "IDAT") {
       if (length > 0) return;  // stb's buffer exists from here on

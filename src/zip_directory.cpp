@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string_view>
 
+#include "ddpm/byte_order.h"
 #include "ddpm/error.h"
 #include "ddpm/safetensors_header.h"  // printable_name
 
@@ -21,12 +22,6 @@ constexpr std::string_view kLocalHeaderSignature("PK\x03\x04", 4);
 constexpr size_t kEndSize = 22, kZip64LocatorSize = 20, kZip64EndSize = 56, kFileHeaderSize = 46,
                  kLocalHeaderSize = 30;
 constexpr size_t kMaxComment = 0xFFFF;
-
-uint64_t little_endian(std::string_view bytes, size_t at, size_t width) {
-  uint64_t value = 0;
-  for (size_t i = width; i-- > 0;) value = value << 8 | static_cast<uint8_t>(bytes[at + i]);
-  return value;
-}
 
 class ArchiveReader {
  public:
@@ -74,16 +69,16 @@ DirectoryLocation locate_directory(ArchiveReader& archive) {
   if (tail.size() < kEndSize) throw archive.corrupt("is missing");
   const size_t end = std::string_view(tail).rfind(kEndSignature, tail.size() - kEndSize);
   if (end == std::string_view::npos) throw archive.corrupt("is missing");
-  DirectoryLocation location{little_endian(tail, end + 10, 2), little_endian(tail, end + 12, 4),
-                             little_endian(tail, end + 16, 4)};
+  DirectoryLocation location{read_little_endian(tail, end + 10, 2), read_little_endian(tail, end + 12, 4),
+                             read_little_endian(tail, end + 16, 4)};
   const uint64_t end_offset = tail_start + end;
   if (end_offset >= kZip64LocatorSize) {
     const std::string locator = archive.read(end_offset - kZip64LocatorSize, kZip64LocatorSize);
     if (locator.starts_with(kZip64LocatorSignature)) {
-      const std::string zip64 = archive.read(little_endian(locator, 8, 8), kZip64EndSize);
+      const std::string zip64 = archive.read(read_little_endian(locator, 8, 8), kZip64EndSize);
       if (!zip64.starts_with(kZip64EndSignature)) throw archive.corrupt("has a bad zip64 record");
-      location = {little_endian(zip64, 32, 8), little_endian(zip64, 40, 8),
-                  little_endian(zip64, 48, 8)};
+      location = {read_little_endian(zip64, 32, 8), read_little_endian(zip64, 40, 8),
+                  read_little_endian(zip64, 48, 8)};
     }
   }
   return location;
@@ -98,26 +93,26 @@ ZipEntry read_file_header(ArchiveReader& archive, std::string_view directory, si
     throw archive.corrupt("is truncated");
   }
   ZipEntry entry;
-  entry.method = static_cast<uint16_t>(little_endian(directory, at + 10, 2));
-  entry.compressed_size = little_endian(directory, at + 20, 4);
-  entry.size = little_endian(directory, at + 24, 4);
-  uint64_t local_header = little_endian(directory, at + 42, 4);
-  const size_t name_length = little_endian(directory, at + 28, 2);
-  const size_t extra_length = little_endian(directory, at + 30, 2);
-  const size_t comment_length = little_endian(directory, at + 32, 2);
+  entry.method = static_cast<uint16_t>(read_little_endian(directory, at + 10, 2));
+  entry.compressed_size = read_little_endian(directory, at + 20, 4);
+  entry.size = read_little_endian(directory, at + 24, 4);
+  uint64_t local_header = read_little_endian(directory, at + 42, 4);
+  const size_t name_length = read_little_endian(directory, at + 28, 2);
+  const size_t extra_length = read_little_endian(directory, at + 30, 2);
+  const size_t comment_length = read_little_endian(directory, at + 32, 2);
   header_length = kFileHeaderSize + name_length + extra_length + comment_length;
   if (at + header_length > directory.size()) throw archive.corrupt("is truncated");
   entry.name = directory.substr(at + kFileHeaderSize, name_length);
   // zip64: the values given as 0xFFFFFFFF are in the extra field 0x0001, in this order.
   const std::string_view extra = directory.substr(at + kFileHeaderSize + name_length, extra_length);
   for (size_t field = 0; field + 4 <= extra.size();) {
-    const uint64_t id = little_endian(extra, field, 2);
-    const uint64_t length = little_endian(extra, field + 2, 2);
+    const uint64_t id = read_little_endian(extra, field, 2);
+    const uint64_t length = read_little_endian(extra, field + 2, 2);
     if (id == 1) {
       size_t value = field + 4;
       for (uint64_t* stated : {&entry.size, &entry.compressed_size, &local_header}) {
         if (*stated == 0xFFFFFFFF && value + 8 <= std::min(extra.size(), field + 4 + length)) {
-          *stated = little_endian(extra, value, 8);
+          *stated = read_little_endian(extra, value, 8);
           value += 8;
         }
       }
@@ -127,7 +122,7 @@ ZipEntry read_file_header(ArchiveReader& archive, std::string_view directory, si
   const std::string local = archive.read(local_header, kLocalHeaderSize);
   if (!local.starts_with(kLocalHeaderSignature)) throw archive.corrupt("names a missing entry");
   entry.data_offset =
-      local_header + kLocalHeaderSize + little_endian(local, 26, 2) + little_endian(local, 28, 2);
+      local_header + kLocalHeaderSize + read_little_endian(local, 26, 2) + read_little_endian(local, 28, 2);
   if (entry.data_offset > archive.size() ||
       entry.compressed_size > archive.size() - entry.data_offset) {
     throw archive.corrupt("gives entry '" + printable_name(entry.name) +

@@ -27,6 +27,7 @@ namespace fs = std::filesystem;
 using testing::read_text;
 using testing::run_ddpm;
 using testing::TempDir;
+using testing::temporary_files;
 
 constexpr int64_t kPage = 4096;  // tmpfs counts its space in pages
 
@@ -67,16 +68,6 @@ class Tmpfs {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs";                      \
     ASSERT_TRUE((tmpfs).mounted()) << "mount -t tmpfs failed as root: " << (tmpfs).error(); \
   } while (false)
-
-// Files whose names say that a write did not finish: NAME.tmp.PID.
-std::vector<std::string> temporaries(const fs::path& folder) {
-  std::vector<std::string> found;
-  for (const auto& entry : fs::recursive_directory_iterator(folder)) {
-    const std::string name = entry.path().filename().string();
-    if (name.find(".tmp.") != std::string::npos) found.push_back(entry.path().string());
-  }
-  return found;
-}
 
 // Every line of metrics.jsonl is one complete JSON object; returns their steps, in order.
 std::vector<int64_t> metric_steps(const fs::path& file) {
@@ -148,7 +139,7 @@ TEST_F(DiskFull, ACheckpointThatDoesNotFitStopsTheRunAndResumeContinues) {
   EXPECT_CONTAINS(full.output, "--resume");
   EXPECT_EQ(read_text(run / "checkpoints" / "latest"), "step_000000002.pt\n");
   EXPECT_FALSE(fs::exists(checkpoint_file(run, 4)));
-  EXPECT_EQ(temporaries(run), std::vector<std::string>{});
+  EXPECT_EQ(temporary_files(run), std::vector<std::string>{});
   EXPECT_EQ(load_checkpoint(checkpoint_file(run, 2)).step, 2);
 
   disk.grow(64 << 20);
@@ -191,7 +182,7 @@ TEST_F(DiskFull, AMetricsLineThatDoesNotFitStopsTheRunAndResumeContinues) {
   ASSERT_GT(last_good, 0) << "the first page of metrics held fewer than 5 lines";
   EXPECT_CONTAINS(full.output,
                   "the last good checkpoint is " + checkpoint_file(run, last_good).string());
-  EXPECT_EQ(temporaries(run), std::vector<std::string>{});
+  EXPECT_EQ(temporary_files(run), std::vector<std::string>{});
 
   disk.grow(1 << 20);
   const auto resumed = run_ddpm(train(run, steps, options + " --resume"));
@@ -216,7 +207,7 @@ TEST_F(DiskFull, ASampleGridThatDoesNotFitIsSkippedAndTheRunGoesOn) {
     EXPECT_CONTAINS(trained.output, "sample grid of step " + step + " skipped, training goes on");
     EXPECT_FALSE(fs::exists(grid));
   }
-  EXPECT_EQ(temporaries(run), std::vector<std::string>{});
+  EXPECT_EQ(temporary_files(run), std::vector<std::string>{});
   EXPECT_EQ(load_checkpoint(resolve_checkpoint(run)).step, 4);
 }
 
@@ -259,7 +250,7 @@ TEST_F(DiskFull, AnExportThatDoesNotFitLeavesNoHalfWrittenFile) {
   EXPECT_CONTAINS(exported.output, "No space left on device");
   EXPECT_FALSE(fs::exists(out / "unet" / "diffusion_pytorch_model.safetensors"));
   EXPECT_FALSE(fs::exists(out / "model_index.json"));
-  EXPECT_EQ(temporaries(out), std::vector<std::string>{});
+  EXPECT_EQ(temporary_files(out), std::vector<std::string>{});
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ namespace fs = std::filesystem;
 using testing::read_text;
 using testing::run_ddpm;
 using testing::TempDir;
+using testing::temporary_files;
 
 constexpr int kKilled = -SIGKILL;
 
@@ -53,15 +54,6 @@ int run_killed_when(const std::string& arguments, const std::function<bool()>& t
   ::waitpid(pid, &status, 0);
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) return kKilled;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// How many files a write was cut short in (NAME.tmp.PID, left by the kill).
-int temporaries(const fs::path& folder) {
-  int count = 0;
-  for (const auto& entry : fs::recursive_directory_iterator(folder)) {
-    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
-  }
-  return count;
 }
 
 std::chrono::microseconds seconds(double value) {
@@ -131,7 +123,8 @@ bool during(Moment moment, const fs::path& run, uintmax_t metrics_size) {
     case Moment::count:
       return false;
     case Moment::checkpoint_write:
-      return fs::exists(run / "checkpoints", error) && temporaries(run / "checkpoints") > 0;
+      return fs::exists(run / "checkpoints", error) &&
+             !temporary_files(run / "checkpoints").empty();
     case Moment::rotation:
       return fs::exists(run / "checkpoints", error) && list_checkpoints(run).size() > 2;
     case Moment::metrics_append: {
@@ -163,7 +156,8 @@ void expect_same_run(const fs::path& run, const fs::path& reference, int steps) 
   EXPECT_EQ(seen, wanted);
   EXPECT_EQ(list_checkpoints(run),
             (std::vector<fs::path>{checkpoint_file(run, steps - 1), checkpoint_file(run, steps)}));
-  EXPECT_EQ(temporaries(run), 0) << "the last start removes what the kills left";
+  EXPECT_EQ(temporary_files(run), std::vector<std::string>{})
+      << "the last start removes what the kills left";
 }
 
 TEST_F(KillAnywhere, TrainingKilledAtRandomInstantsResumesToTheWeightsOfAnUnbrokenRun) {
@@ -198,7 +192,7 @@ TEST_F(KillAnywhere, TrainingKilledAtRandomInstantsResumesToTheWeightsOfAnUnbrok
       ASSERT_EQ(code, kKilled) << "run " << attempts << ": " << read_text(path("log.txt"));
       ++kills;
       ++by_moment[name_of(moment)];
-      cut_writes += fs::exists(run) && temporaries(run) > 0;
+      cut_writes += fs::exists(run) && !temporary_files(run).empty();
     }
     expect_same_run(run, path("reference"), kSteps);
     if (HasFailure()) return;
@@ -230,10 +224,10 @@ TEST_F(KillAnywhere, SampleAndExportKilledAtRandomInstantsLeaveNoTruncatedFile) 
     const double wait = std::uniform_real_distribution<double>(0.3, sample_seconds)(random);
     run_killed_when(
         sample + out.string(),
-        [&] { return aimed && fs::exists(out) && temporaries(out) > 0; },
+        [&] { return aimed && fs::exists(out) && !temporary_files(out).empty(); },
         seconds(aimed ? 1e9 : wait), path("log.txt"));
     if (!fs::exists(out)) continue;
-    cut += temporaries(out) > 0;
+    cut += !temporary_files(out).empty();
     for (const auto& entry : fs::directory_iterator(out)) {
       if (entry.path().extension() != ".png") continue;
       const Image image = read_image(entry.path(), 1);  // throws on a truncated PNG
@@ -248,9 +242,9 @@ TEST_F(KillAnywhere, SampleAndExportKilledAtRandomInstantsLeaveNoTruncatedFile) 
     const double wait = std::uniform_real_distribution<double>(0.2, export_seconds)(random);
     run_killed_when(
         exporting + out.string(),
-        [&] { return aimed && fs::exists(out) && temporaries(out) > 0; },
+        [&] { return aimed && fs::exists(out) && !temporary_files(out).empty(); },
         seconds(aimed ? 1e9 : wait), path("log.txt"));
-    cut += fs::exists(out) && temporaries(out) > 0;
+    cut += fs::exists(out) && !temporary_files(out).empty();
     const fs::path weights = out / "unet" / "diffusion_pytorch_model.safetensors";
     if (fs::exists(weights)) {
       EXPECT_FALSE(read_safetensors(weights).tensors.empty()) << weights;

@@ -55,6 +55,15 @@ std::string read_text(const std::filesystem::path& file) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+std::vector<std::string> temporary_files(const std::filesystem::path& folder) {
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp.") != std::string::npos) found.push_back(entry.path().string());
+  }
+  return found;
+}
+
 void write_feature_net(const std::filesystem::path& path, const std::string& forward_source,
                        FeatureNetInput input, bool declare_input) {
   torch::jit::Module module("FeatureNetFixture");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "ddpm/config.h"
 #include "ddpm/feature_net.h"
@@ -32,6 +33,9 @@ std::string error_of(const std::function<void()>& action);
 
 // The whole content of a file ("" when it cannot be read).
 std::string read_text(const std::filesystem::path& file);
+// The files under `folder` (recursively) whose names say a write did not finish: NAME.tmp.PID,
+// as write_file_atomically leaves them when it is killed.
+std::vector<std::string> temporary_files(const std::filesystem::path& folder);
 // A TorchScript feature network with the TorchScript `forward_source` (a `def forward(self, x)`)
 // and, when `declare_input`, the input attributes of feature_net.h.
 void write_feature_net(const std::filesystem::path& path, const std::string& forward_source,
