@@ -3,8 +3,9 @@
 # run it as often as you like; it installs only what is missing and rebuilds only what changed.
 #
 #   scripts/setup.sh          system packages, .venv with torch (LibTorch), build/ with ddpm
-#   scripts/setup.sh --test   also the Python packages the test suite compares against, and
-#                             matplotlib for scripts/plot_metrics.py
+#   scripts/setup.sh --test   also the Python packages the test suite compares against,
+#                             matplotlib for scripts/plot_metrics.py, and Debian's Fashion-MNIST
+#                             (the evaluation's mirror test trains the feature network on it)
 #   scripts/setup.sh --data   also Debian's Fashion-MNIST (the demo's default data)
 #
 # Environment: DDPM_TORCH picks the torch to build against (default: torch==2.14.1, a CUDA
@@ -47,7 +48,7 @@ fi
 packages=(g++ git pkg-config libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev
           libgtest-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv python3-pip)
-((with_data)) && packages+=(dataset-fashion-mnist)
+((with_data || with_tests)) && packages+=(dataset-fashion-mnist)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||

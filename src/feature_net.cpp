@@ -34,6 +34,12 @@ uint64_t fnv1a64(const std::string& bytes) {
   return hash;
 }
 
+Error no_classifier(const fs::path& path) {
+  return net_error(path, "has no classifier (a classify method and a class_names attribute); "
+                         "label the images by class folders instead, or make the network with "
+                         "scripts/train_feature_net.py");
+}
+
 std::string shape_text(c10::IntArrayRef sizes) {
   std::ostringstream out;
   out << sizes;
@@ -86,6 +92,20 @@ FeatureNet::FeatureNet(const fs::path& path, torch::Device device) : path_(path)
   }
   input_.height = int_attribute(module_, path, "input_height", 1, kMaxInputSide);
   input_.width = int_attribute(module_, path, "input_width", 1, kMaxInputSide);
+  if (module_.find_method("classify") && module_.hasattr("class_names")) {
+    const c10::IValue names = module_.attr("class_names");
+    if (!names.isList()) {
+      throw net_error(path, "has a class_names attribute of type " + names.tagKind() +
+                                "; it must be a list of strings, one per class of classify");
+    }
+    for (const c10::IValue& name : names.toListRef()) {
+      if (!name.isString()) {
+        throw net_error(path, "has a class_names entry of type " + name.tagKind() +
+                                  "; it must be a list of strings, one per class of classify");
+      }
+      class_names_.push_back(name.toStringRef());
+    }
+  }
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a64(bytes)));
   identifier_ = std::string("fnv1a64:") + hash + "/" + std::to_string(input_.channels) + "x" +
@@ -129,9 +149,31 @@ torch::Tensor FeatureNet::features(const torch::Tensor& batch) {
   return features.to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
+torch::Tensor FeatureNet::classify(const torch::Tensor& batch) {
+  if (!has_classifier()) throw no_classifier(path_);
+  c10::IValue output;
+  try {
+    torch::InferenceMode inference;
+    output = module_.get_method("classify")({batch.to(device_, torch::kFloat32)});
+  } catch (const c10::Error& failure) {
+    throw net_error(path_, "failed to classify a batch of shape " + shape_text(batch.sizes()) +
+                               ": " + std::string(failure.what_without_backtrace()));
+  }
+  const auto classes = static_cast<int64_t>(class_names_.size());
+  if (!output.isTensor() || output.toTensor().dim() != 2 ||
+      output.toTensor().size(0) != batch.size(0) || output.toTensor().size(1) != classes) {
+    throw net_error(path_, "classify must return logits [N, " + std::to_string(classes) +
+                               "] (one per entry of class_names); it returned " +
+                               (output.isTensor() ? shape_text(output.toTensor().sizes())
+                                                  : "a " + output.tagKind()));
+  }
+  return output.toTensor().argmax(1).to(torch::kCPU, torch::kInt64).contiguous();
+}
+
 FolderFeatures folder_features(const fs::path& folder, FeatureNet& net, int batch_size,
-                               const FeatureProgress& progress) {
+                               const FeatureProgress& progress, bool with_classes) {
   if (batch_size < 1) throw Error(ErrorKind::usage, "the batch size must be >= 1");
+  if (with_classes && !net.has_classifier()) throw no_classifier(net.path());
   const std::vector<fs::path> files = scan_image_folder(folder);
   const FeatureNetInput input = net.input();
   const int64_t total = static_cast<int64_t>(files.size());
@@ -139,7 +181,7 @@ FolderFeatures folder_features(const fs::path& folder, FeatureNet& net, int batc
   std::optional<std::string> shape;
   fs::path first_file;
   bool mixed = false;
-  std::vector<torch::Tensor> chunks;
+  std::vector<torch::Tensor> chunks, class_chunks;
   for (int64_t first = 0; first < total; first += batch_size) {
     const int64_t count = std::min<int64_t>(batch_size, total - first);
     std::vector<Image> images(count);
@@ -175,7 +217,11 @@ FolderFeatures folder_features(const fs::path& folder, FeatureNet& net, int batc
       }
       tensors.push_back(image_to_tensor(resize_and_crop(image, input.height, input.width)));
     }
-    if (!tensors.empty()) chunks.push_back(net.features(torch::stack(tensors)));
+    if (!tensors.empty()) {
+      const torch::Tensor batch = torch::stack(tensors);
+      chunks.push_back(net.features(batch));
+      if (with_classes) class_chunks.push_back(net.classify(batch));
+    }
     if (progress) progress(first + count, total);
   }
   if (chunks.empty()) {
@@ -184,6 +230,7 @@ FolderFeatures folder_features(const fs::path& folder, FeatureNet& net, int batc
                                         result.skipped_examples.front() + ")");
   }
   result.features = torch::cat(chunks);
+  if (with_classes) result.classes = torch::cat(class_chunks);
   result.image_shape = mixed ? "mixed" : *shape;
   return result;
 }

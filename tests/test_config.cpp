@@ -144,14 +144,14 @@ TEST(Config, ImpossibleValuesAreRejected) {
 TEST(Config, OverridesApplyWithTheSameValidation) {
   const Config config = default_config({"train.lr=1e-4", "model.channel_mult=[1,2,2]",
                                         "diffusion.schedule=cosine", "data.path=/data/my images",
-                                        "data.image_size=[16,24]", "data.random_flip=false"});
+                                        "data.image_size=[16,24]", "data.random_flip=true"});
   EXPECT_DOUBLE_EQ(config.train.lr, 1e-4);
   EXPECT_EQ(config.model.channel_mult, (std::vector<int>{1, 2, 2}));
   EXPECT_EQ(config.diffusion.schedule, "cosine");
   EXPECT_EQ(config.data.path, "/data/my images");
   EXPECT_EQ(config.data.height, 16);
   EXPECT_EQ(config.data.width, 24);
-  EXPECT_FALSE(config.data.random_flip);
+  EXPECT_TRUE(config.data.random_flip);  // off by default
 
   EXPECT_CONTAINS(override_error_of("train.lr=abc"), "train.lr");
   EXPECT_CONTAINS(override_error_of("train.lrr=1"), "did you mean 'lr'?");

@@ -123,6 +123,93 @@ TEST_F(EvalCli, KidIsNearZeroOnTwoHalvesOfOneFolder) {
   EXPECT_GT(std, 0.0);
 }
 
+// `count` 8x8 gray PNGs of uniform random pixels in [low, high].
+void write_level_images(const fs::path& folder, int count, int low, int high, uint64_t seed) {
+  fs::create_directories(folder);
+  torch::manual_seed(seed);
+  for (int index = 0; index < count; ++index) {
+    const torch::Tensor pixels = torch::randint(low, high + 1, {8 * 8}, torch::kUInt8);
+    Image image{8, 8, 1, std::vector<uint8_t>(pixels.data_ptr<uint8_t>(),
+                                              pixels.data_ptr<uint8_t>() + pixels.numel())};
+    write_png(folder / (std::to_string(seed) + "_" + std::to_string(index) + ".png"), image);
+  }
+}
+
+TEST_F(EvalCli, PerClassLabelsAnUnconditionalFolderWithTheNetworksClassifier) {
+  // A feature network with a classifier: class "bright" when an image's mean is above mid-grey.
+  const fs::path classifier = dir_.path() / "classifier.pt";
+  {
+    torch::jit::Module module("ClassifierFixture");
+    module.register_attribute("input_channels", c10::IntType::get(), 1);
+    module.register_attribute("input_height", c10::IntType::get(), 8);
+    module.register_attribute("input_width", c10::IntType::get(), 8);
+    module.register_attribute("class_names", c10::ListType::ofStrings(),
+                              c10::List<std::string>({"dark", "bright"}));
+    module.define(std::string(testing::kBlockMeansForward) +
+                  "def classify(self, x):\n"
+                  "  m = x.flatten(1).mean(1)\n"
+                  "  return torch.stack([-m, m], 1)\n");
+    module.save(classifier.string());
+  }
+  const fs::path real = dir_.path() / "real", generated = dir_.path() / "generated",
+                 generated_dark = dir_.path() / "generated_dark",
+                 real_flat = dir_.path() / "real_flat";
+  write_level_images(real / "dark", 20, 0, 100, 1);
+  write_level_images(real / "bright", 20, 155, 255, 2);
+  write_level_images(generated, 30, 0, 110, 3);  // the samples of an unconditional model
+  write_level_images(generated, 10, 145, 255, 4);
+  write_level_images(generated_dark, 30, 0, 110, 3);  // the same dark samples, alone
+  for (const auto& [side, source] : {std::pair{"dark", 1}, std::pair{"bright", 2}}) {
+    write_level_images(real_flat, 20, side == std::string("dark") ? 0 : 155,
+                       side == std::string("dark") ? 100 : 255, source);
+  }
+  const auto per_class = [&](const fs::path& real_folder, const fs::path& json) {
+    return run_ddpm("eval --real " + real_folder.string() + " --generated " +
+                    generated.string() + " --features " + classifier.string() +
+                    " --threads 2 --kid-subsets 10 --per-class --json " + json.string());
+  };
+  const auto labelled = per_class(real, dir_.path() / "labelled.json");
+  ASSERT_EQ(labelled.exit_code, 0) << labelled.output;
+  EXPECT_CONTAINS(labelled.output, "classifier labels its images (2 classes)");
+  EXPECT_CONTAINS(labelled.output, "class_balance    0.2500 .. 0.7500");
+  const nlohmann::json result = read_json(dir_.path() / "labelled.json");
+  const nlohmann::json& dark = result["per_class"]["dark"];
+  const nlohmann::json& bright = result["per_class"]["bright"];
+  EXPECT_EQ(dark["num_generated"], 30);
+  EXPECT_EQ(bright["num_generated"], 10);
+  EXPECT_DOUBLE_EQ(dark["fraction"].get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(bright["fraction"].get<double>(), 0.25);
+  EXPECT_EQ(dark["num_real"], 20);
+  EXPECT_EQ(bright["num_real"], 20);
+
+  // The class's figures are those of its images alone against the real class folder.
+  const fs::path alone = dir_.path() / "alone.json";
+  const auto separately = run_ddpm("eval --real " + (real / "dark").string() + " --generated " +
+                                   generated_dark.string() + " --features " +
+                                   classifier.string() + " --threads 2 --kid-subsets 10 --json " +
+                                   alone.string());
+  ASSERT_EQ(separately.exit_code, 0) << separately.output;
+  const nlohmann::json reference = read_json(alone);
+  EXPECT_NEAR(dark["fid"].get<double>(), reference["fid"].get<double>(),
+              1e-6 * reference["fid"].get<double>());
+  EXPECT_DOUBLE_EQ(dark["precision"].get<double>(), reference["precision"].get<double>());
+  EXPECT_DOUBLE_EQ(dark["recall"].get<double>(), reference["recall"].get<double>());
+
+  // Real images without class folders are labelled by the classifier too: the same classes.
+  const auto both_labelled = per_class(real_flat, dir_.path() / "both.json");
+  ASSERT_EQ(both_labelled.exit_code, 0) << both_labelled.output;
+  EXPECT_CONTAINS(both_labelled.output, "the classifier labels the real images too");
+  const nlohmann::json both = read_json(dir_.path() / "both.json");
+  EXPECT_EQ(both["per_class"]["dark"]["num_real"], 20);
+  EXPECT_NEAR(both["per_class"]["dark"]["fid"].get<double>(), reference["fid"].get<double>(),
+              1e-6 * reference["fid"].get<double>());
+
+  // Without a classifier there is nothing to label with: a usage error that says what to do.
+  const auto no_classifier = run_ddpm(eval(real.string(), generated.string(), "--per-class"));
+  EXPECT_EQ(no_classifier.exit_code, 2);
+  EXPECT_CONTAINS(no_classifier.output, "no classifier to label its images");
+}
+
 TEST_F(EvalCli, ErrorsNameTheProblem) {
   const fs::path three = dir_.path() / "three", one = dir_.path() / "one",
                  larger = dir_.path() / "larger";

@@ -69,6 +69,62 @@ TEST(FeatureNet, RefusesOutputsThatAreNotOneVectorPerImage) {
   }
 }
 
+// A network with a classifier: class_names (a list of strings) and classify (logits [N, K]).
+fs::path write_classifier(const fs::path& path, const c10::IValue& names, c10::TypePtr type,
+                          const std::string& classify_source) {
+  torch::jit::Module module("ClassifierFixture");
+  module.register_attribute("input_channels", c10::IntType::get(), 1);
+  module.register_attribute("input_height", c10::IntType::get(), 8);
+  module.register_attribute("input_width", c10::IntType::get(), 8);
+  module.register_attribute("class_names", type, names);
+  module.define(std::string(testing::kBlockMeansForward) + classify_source);
+  module.save(path.string());
+  return path;
+}
+
+TEST(FeatureNet, ClassifiesWithItsClassifierAndRefusesMalformedOnes) {
+  TempDir dir("feature_net_classifier");
+  const std::string by_brightness =
+      "def classify(self, x):\n  m = x.flatten(1).mean(1)\n  return torch.stack([-m, m], 1)\n";
+  const auto names = c10::List<std::string>({"dark", "bright"});
+  FeatureNet net(write_classifier(dir.path() / "net.pt", names, c10::ListType::ofStrings(),
+                                  by_brightness),
+                 torch::kCPU);
+  ASSERT_TRUE(net.has_classifier());
+  EXPECT_EQ(net.class_names(), (std::vector<std::string>{"dark", "bright"}));
+  const torch::Tensor batch = torch::stack({torch::full({1, 8, 8}, -0.5), torch::full({1, 8, 8}, 0.25),
+                                            torch::full({1, 8, 8}, -0.1)});
+  const torch::Tensor classes = net.classify(batch);
+  EXPECT_EQ(classes.scalar_type(), torch::kInt64);
+  EXPECT_TRUE(torch::equal(classes, torch::tensor({0, 1, 0}, torch::kInt64)));
+
+  // A network without the pair has no classifier; asking it to classify names the file.
+  write_feature_net(dir.path() / "plain.pt", testing::kBlockMeansForward);
+  FeatureNet plain(dir.path() / "plain.pt", torch::kCPU);
+  EXPECT_FALSE(plain.has_classifier());
+  try {
+    plain.classify(batch);
+    ADD_FAILURE() << "classified without a classifier";
+  } catch (const Error& error) {
+    EXPECT_CONTAINS(std::string(error.what()), "plain.pt' has no classifier");
+  }
+
+  // Logits of the wrong width, and class names that are not strings.
+  FeatureNet three(write_classifier(dir.path() / "three.pt", names, c10::ListType::ofStrings(),
+                                    "def classify(self, x):\n  return x.flatten(1)[:, :3]\n"),
+                   torch::kCPU);
+  try {
+    three.classify(batch);
+    ADD_FAILURE() << "accepted 3 logits for 2 classes";
+  } catch (const Error& error) {
+    EXPECT_CONTAINS(std::string(error.what()), "classify must return logits [N, 2]");
+    EXPECT_CONTAINS(std::string(error.what()), "[3, 3]");
+  }
+  write_classifier(dir.path() / "ints.pt", c10::List<int64_t>({0, 1}), c10::ListType::ofInts(),
+                   by_brightness);
+  EXPECT_CONTAINS(load_error(dir.path() / "ints.pt"), "class_names entry of type Int");
+}
+
 TEST(FeatureNet, RefusesMissingCorruptAndUndeclaredNetworks) {
   TempDir dir("feature_net_files");
   const std::string missing = load_error(dir.path() / "absent.pt");

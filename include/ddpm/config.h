@@ -14,7 +14,9 @@ struct DataConfig {
   int height = 32;           // `data.image_size` is either one number or [height, width]
   int width = 32;
   int channels = 3;          // 1 (grayscale), 3 (RGB) or 4 (RGBA)
-  bool random_flip = true;   // random horizontal flip during training
+  // Random horizontal flip during training: only for mirror-symmetric data (natural photos);
+  // off by default, since on data with a handedness it teaches images the data never has.
+  bool random_flip = false;
   int workers = 2;           // image-decoding threads
   int cache_mb = 2048;       // keep the decoded data set in memory when it fits (0: never)
   // The most image files a folder may hold: its list costs about 0.5 KB of memory per file.

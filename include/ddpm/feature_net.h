@@ -8,6 +8,10 @@
 //    [-1, 1] (the project's image scaling, pixel / 127.5 - 1); any other normalisation the
 //    network wants (Inception's, a classifier's mean and std) happens inside forward;
 //  - forward returns a floating tensor [N, D], D >= 1, the same D for every batch.
+// Optionally, a classifier: a method classify(x) returning logits [N, K] and an attribute
+// class_names (a list of K strings, the real data's class folder names). With it,
+// `ddpm eval --per-class` labels generated images that have no class folders (the samples of an
+// unconditional model) and reports per-class figures and the class balance.
 #pragma once
 
 #include <torch/script.h>
@@ -47,6 +51,14 @@ class FeatureNet {
   // between calls, or holds a non-finite value.
   torch::Tensor features(const torch::Tensor& batch);
 
+  // Whether the module has a classify method and a class_names attribute (see above).
+  bool has_classifier() const { return !class_names_.empty(); }
+  const std::vector<std::string>& class_names() const { return class_names_; }
+  // `batch` as for features(). Returns int64 [N] on the CPU: each image's most likely class, an
+  // index into class_names(). Throws ddpm::Error naming the file when the network has no
+  // classifier or its logits are not [N, class_names().size()].
+  torch::Tensor classify(const torch::Tensor& batch);
+
  private:
   std::filesystem::path path_;
   torch::Device device_;
@@ -54,11 +66,14 @@ class FeatureNet {
   FeatureNetInput input_;
   std::string identifier_;
   int64_t feature_dim_ = 0;  // 0 until the first batch
+  std::vector<std::string> class_names_;  // empty without a classifier
 };
 
 // The features of the images of one folder.
 struct FolderFeatures {
   torch::Tensor features;  // float32 [N, D] on the CPU: the readable images in scan order
+  // int64 [N]: each image's class by the network's classifier (with_classes), else undefined.
+  torch::Tensor classes;
   int64_t skipped = 0;     // unreadable files, left out
   std::vector<std::string> skipped_examples;  // the first few, as "path: reason"
   // The files' own size as "HxWxC" (C as stored: 1 gray, 3 RGB, ...) when every readable image
@@ -74,9 +89,11 @@ using FeatureProgress = std::function<void(int64_t done, int64_t total)>;
 // (read_image's conversion: gray is replicated to RGB, RGB becomes BT.601 luma), resized to its
 // input with resize_and_crop (scale to cover, area filter when shrinking, centre crop), scaled
 // to [-1, 1] and run through `net` in batches of `batch_size`. An unreadable file is skipped and
-// counted, as in training. Throws ddpm::Error naming the folder when it is missing, holds no
-// images, or no readable one.
+// counted, as in training. With `with_classes` (the network must have a classifier) each image's
+// class is found too. Throws ddpm::Error naming the folder when it is missing, holds no images,
+// or no readable one.
 FolderFeatures folder_features(const std::filesystem::path& folder, FeatureNet& net,
-                               int batch_size, const FeatureProgress& progress = {});
+                               int batch_size, const FeatureProgress& progress = {},
+                               bool with_classes = false);
 
 }  // namespace ddpm

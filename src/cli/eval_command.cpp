@@ -193,8 +193,86 @@ void add_metrics(nlohmann::json& result, const FeatureStats& real, const Feature
   }
 }
 
+// The metrics of `metrics` that `count` images allow (per-class sets can be small).
+MetricChoice possible_metrics(const MetricChoice& metrics, int64_t count) {
+  MetricChoice possible = metrics;
+  possible.fid = metrics.fid && count >= kMinImagesFid;
+  possible.kid = metrics.kid && count >= kMinImagesKid;
+  possible.precision_recall =
+      metrics.precision_recall && count >= min_images_precision_recall(metrics.pr_k);
+  return possible;
+}
+
+// One class's entry: image counts, the generated share, and the metrics its counts allow
+// (null where too few images; a class with no generated image has only its counts).
+nlohmann::json class_entry(const FeatureStats& real_class, const torch::Tensor& generated_features,
+                           int64_t total_generated, const MetricChoice& metrics,
+                           const KidOptions& kid_options, torch::Device device) {
+  const int64_t count = generated_features.size(0);
+  nlohmann::json result = {{"num_real", real_class.num_images()},
+                           {"num_generated", count},
+                           {"fraction", static_cast<double>(count) / total_generated}};
+  const MetricChoice possible = possible_metrics(metrics, count);
+  if (possible.fid || possible.kid || possible.precision_recall) {
+    FeatureStats generated_class = feature_stats(generated_features);
+    generated_class.features = generated_features;
+    add_metrics(result, real_class, generated_class, possible, kid_options, device);
+  }
+  return result;
+}
+
+// --per-class on a generated folder without class subfolders (an unconditional model's
+// samples): the network's classifier labels each generated image, and each class is compared
+// with the real folder's subfolder of the class's name (or, when the real folder has none, with
+// the real images the classifier puts in that class).
+nlohmann::json classifier_class_metrics(const fs::path& real, const fs::path& generated,
+                                        FeatureNet& net, int batch, const MetricChoice& metrics,
+                                        const KidOptions& kid_options, torch::Device device) {
+  const std::vector<std::string>& names = net.class_names();
+  log::info("--per-class: '" + generated.string() + "' has no class subfolders; the feature "
+            "network's classifier labels its images (" + std::to_string(names.size()) +
+            " classes)");
+  const FolderFeatures labelled = folder_features(generated, net, batch, {}, true);
+  std::error_code error;
+  const bool real_folders = std::all_of(names.begin(), names.end(), [&](const std::string& name) {
+    return fs::is_directory(real / name, error);
+  });
+  FolderFeatures real_labelled;
+  if (!real_folders) {
+    log::info("--per-class: '" + real.string() + "' has no subfolder for every class; the "
+              "classifier labels the real images too");
+    real_labelled = folder_features(real, net, batch, {}, true);
+  }
+  nlohmann::json classes = nlohmann::json::object();
+  const int64_t total = labelled.features.size(0);
+  for (size_t index = 0; index < names.size(); ++index) {
+    const auto in_class = [&](const FolderFeatures& folder) {
+      return folder.features.index_select(
+          0, torch::nonzero(folder.classes == static_cast<int64_t>(index)).flatten());
+    };
+    FeatureStats real_class;
+    if (real_folders) {
+      real_class = side_stats("real", real / names[index], net, batch, metrics);
+    } else {
+      const torch::Tensor features = in_class(real_labelled);
+      if (features.size(0) < 2) {
+        throw Error(ErrorKind::runtime, "--per-class: the classifier puts " +
+                                            std::to_string(features.size(0)) +
+                                            " real image(s) in class '" + names[index] +
+                                            "'; give the real images in class subfolders");
+      }
+      real_class = feature_stats(features);
+      real_class.features = features;
+    }
+    classes[names[index]] =
+        class_entry(real_class, in_class(labelled), total, metrics, kid_options, device);
+  }
+  return classes;
+}
+
 // --per-class: the class subfolders of the generated folder (ddpm sample's layout with
-// several classes), each against the real folder's subfolder of the same name.
+// several classes), each against the real folder's subfolder of the same name; without class
+// subfolders, the feature network's classifier labels the generated images.
 nlohmann::json per_class_metrics(const fs::path& real, const fs::path& generated,
                                  FeatureNet& net, int batch, const MetricChoice& metrics,
                                  const KidOptions& kid_options, torch::Device device,
@@ -203,7 +281,7 @@ nlohmann::json per_class_metrics(const fs::path& real, const fs::path& generated
   for (const auto& [role, path] : {std::pair{"real", real}, std::pair{"generated", generated}}) {
     if (!fs::is_directory(path, error)) {
       throw Error(ErrorKind::usage, std::string("--per-class needs --") + role +
-                                        " to be a folder of class subfolders, not a stats file");
+                                        " to be an image folder, not a stats file");
     }
   }
   std::vector<std::string> names;
@@ -212,9 +290,15 @@ nlohmann::json per_class_metrics(const fs::path& real, const fs::path& generated
   }
   std::sort(names.begin(), names.end());
   if (names.empty()) {
+    if (net.has_classifier()) {
+      return classifier_class_metrics(real, generated, net, batch, metrics, kid_options, device);
+    }
     throw Error(ErrorKind::usage, "--per-class: '" + generated.string() +
-                                      "' has no class subfolders; sample several classes "
-                                      "(ddpm sample writes one subfolder per class)");
+                                      "' has no class subfolders, and the feature network has "
+                                      "no classifier to label its images; sample several "
+                                      "classes (ddpm sample writes one subfolder per class), or "
+                                      "use a network with classify and class_names "
+                                      "(scripts/train_feature_net.py)");
   }
   for (const std::string& name : names) {
     if (!fs::is_directory(real / name, error)) {
@@ -225,6 +309,7 @@ nlohmann::json per_class_metrics(const fs::path& real, const fs::path& generated
     }
   }
   nlohmann::json classes = nlohmann::json::object();
+  int64_t total = 0;
   for (const std::string& name : names) {
     const FeatureStats real_class = side_stats("real", real / name, net, batch, metrics);
     const FeatureStats generated_class =
@@ -232,8 +317,12 @@ nlohmann::json per_class_metrics(const fs::path& real, const fs::path& generated
     if (!allow_size_mismatch) check_shapes(real_class, generated_class, net.input());
     nlohmann::json result = {{"num_real", real_class.num_images()},
                              {"num_generated", generated_class.num_images()}};
+    total += generated_class.num_images();
     add_metrics(result, real_class, generated_class, metrics, kid_options, device);
     classes[name] = result;
+  }
+  for (auto& [name, result] : classes.items()) {
+    result["fraction"] = result["num_generated"].get<double>() / static_cast<double>(total);
   }
   return classes;
 }
@@ -273,8 +362,10 @@ int run_eval(int argc, char** argv) {
       "allow-size-mismatch", "compare real and generated images of different sizes or channels")(
       "overwrite", "replace existing --json and stats files")(
       "per-class",
-      "also each class subfolder of --generated against the --real subfolder of its name "
-      "(both folders)");
+      "also per class, with each class's share of the generated images: each class subfolder of "
+      "--generated against the --real subfolder of its name; a --generated folder without "
+      "class subfolders (an unconditional model's samples) is labelled by the feature "
+      "network's classifier, when it has one (both folders)");
   const auto parsed = parse_command(options, argc, argv, false);
   if (!parsed) return 0;
   const cxxopts::ParseResult& arguments = *parsed;
@@ -365,6 +456,13 @@ int run_eval(int argc, char** argv) {
     std::printf("%-16s %s\n", item.key().c_str(), item.value().dump().c_str());
   }
   if (!classes.is_null()) {
+    double lowest = 1, highest = 0;
+    for (const auto& [name, values] : classes.items()) {
+      lowest = std::min(lowest, values["fraction"].get<double>());
+      highest = std::max(highest, values["fraction"].get<double>());
+    }
+    std::printf("%-16s %.4f .. %.4f (the smallest and largest class share of the generated "
+                "images)\n", "class_balance", lowest, highest);
     for (const auto& [name, values] : classes.items()) {
       std::printf("class %s:", name.c_str());
       for (const auto& item : values.items()) {
