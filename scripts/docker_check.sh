@@ -92,10 +92,15 @@ base="$(sed -n 's/^ARG BASE_IMAGE=//p' "$root/Dockerfile" | head -1)"
 [[ -n "$base" ]] || die "the Dockerfile names no BASE_IMAGE"
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   suite="${base##*:}"
-  say "making $base with debootstrap ($suite, minbase) from Debian's mirror"
+  # The mirror is this machine's own apt source (the first Debian URI it lists); without one,
+  # debootstrap's default.
+  mirror="$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
+    /etc/apt/sources.list.d/*.list /etc/apt/sources.list |
+    grep -oE '(https?|file)://[^ ]*/debian/?' | head -1 || true)"
+  say "making $base with debootstrap ($suite, minbase) from ${mirror:-the default mirror of debootstrap}"
   rootfs="$state/rootfs-$suite"
   $sudo rm -rf "$rootfs"
-  $sudo debootstrap --variant=minbase "$suite" "$rootfs" http://deb.debian.org/debian \
+  $sudo debootstrap --variant=minbase "$suite" "$rootfs" ${mirror:+"$mirror"} \
     > "$state/debootstrap.log" 2>&1 ||
     { tail -20 "$state/debootstrap.log" >&2; die "debootstrap failed"; }
   $sudo tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
