@@ -1,5 +1,5 @@
 # The dependencies as a carried folder, for a machine where nothing can be installed (the lent
-# GPU machine; see scripts/gpu_check.sh, whose `prepare` step fills the folder from this
+# GPU machine; see dev/gpu_check.sh, whose `prepare` step fills the folder from this
 # machine's Debian packages). -DDDPM_CARRIED_DEPS=DIR, with DIR laid out as
 #   include/   cxxopts.hpp, nlohmann/, spdlog/, fmt/, stb/stb_image*.h, gloo/
 #   googletest/   GoogleTest's sources (Debian's /usr/src/googletest)
@@ -13,7 +13,7 @@ foreach(header cxxopts.hpp nlohmann/json.hpp spdlog/spdlog.h fmt/format.h stb/st
                stb/stb_image_write.h gloo/algorithm.h)
   if(NOT EXISTS "${carried_include}/${header}")
     message(FATAL_ERROR "DDPM_CARRIED_DEPS: ${carried_include}/${header} is missing. Fill the "
-                        "folder with `scripts/gpu_check.sh prepare` on a machine that has the "
+                        "folder with `dev/gpu_check.sh prepare` on a machine that has the "
                         "Debian packages.")
   endif()
 endforeach()
@@ -55,7 +55,7 @@ set(DDPM_GLOO_INCLUDE_DIR "${carried_include}")
 if(DDPM_BUILD_TESTS)
   if(NOT EXISTS "${DDPM_CARRIED_DEPS}/googletest/CMakeLists.txt")
     message(FATAL_ERROR "DDPM_CARRIED_DEPS: ${DDPM_CARRIED_DEPS}/googletest (GoogleTest's "
-                        "sources) is missing; `scripts/gpu_check.sh prepare` copies it, or pass "
+                        "sources) is missing; `dev/gpu_check.sh prepare` copies it, or pass "
                         "-DDDPM_BUILD_TESTS=OFF.")
   endif()
   set(BUILD_GMOCK OFF CACHE BOOL "" FORCE)

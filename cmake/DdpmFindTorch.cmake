@@ -4,6 +4,20 @@
 # for a CUDA build of torch (DdpmPipCuda.cmake). Sets Torch_FOUND; never fails by itself.
 include("${CMAKE_CURRENT_LIST_DIR}/DdpmPipCuda.cmake")
 
+# A pip torch named by Torch_DIR or CMAKE_PREFIX_PATH (torch.utils.cmake_prefix_path) needs its
+# CUDA libraries pointed at as much as one found through Python does.
+set(ddpm_torch_prefixes ${CMAKE_PREFIX_PATH})
+if(Torch_DIR)
+  get_filename_component(ddpm_torch_dir_prefix "${Torch_DIR}/.." ABSOLUTE)
+  list(PREPEND ddpm_torch_prefixes "${ddpm_torch_dir_prefix}")
+endif()
+foreach(ddpm_torch_prefix IN LISTS ddpm_torch_prefixes)
+  if(EXISTS "${ddpm_torch_prefix}/Torch/TorchConfig.cmake")
+    ddpm_use_pip_cuda("${ddpm_torch_prefix}")
+    break()
+  endif()
+endforeach()
+
 find_package(Torch QUIET)
 if(NOT Torch_FOUND)
   if(NOT DDPM_PYTHON)

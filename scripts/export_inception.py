@@ -11,7 +11,7 @@ weights file you have:
 
 --variant auto (the default) picks by the size of the file's fc layer. The module is defined
 here (plain torch, same parameter names as torchvision's Inception3) and follows the
-feature-network convention of include/ddpm/feature_net.h: int attributes input_channels = 3,
+feature-network convention of src/eval/feature_net.h: int attributes input_channels = 3,
 input_height = input_width = --input-size; forward takes float32 [N, 3, H, W] in [-1, 1], which
 is the range both weight sets expect, and returns [N, 2048], the average-pooled output of
 Mixed_7c. With --input-size other than 299, ddpm resizes images to that size and the module

@@ -9,7 +9,7 @@ orientation in the labels, its features separate the two (docs/BENCHMARKS.md, 20
 FID of mirrored real images against real ones, beside real against real).
 
 The exported TorchScript module follows the feature-network convention of
-include/ddpm/feature_net.h: int attributes input_channels = 1, input_height = 28,
+src/eval/feature_net.h: int attributes input_channels = 1, input_height = 28,
 input_width = 28; forward takes float32 [N, 1, 28, 28] in [-1, 1] (pixel / 127.5 - 1, as ddpm
 reads PNGs) and returns [N, 128]: the penultimate fully connected layer of the classifier,
 before its ReLU, standardised with the training split's mean and standard deviation of each

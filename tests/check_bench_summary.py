@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tests scripts/bench_compare.py end to end on a tiny workload (the tiny config, batch 2, two
+"""Tests dev/bench_compare.py end to end on a tiny workload (the tiny config, batch 2, two
 steps, two interleaved rounds, no torch.compile, one thread: well under a minute).
 
 The figures themselves are noise at this size; what is checked is the bookkeeping: every figure
@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "bench_compare.py"
+SCRIPT = ROOT / "dev" / "bench_compare.py"
 CONFIG = ROOT / "configs" / "tiny.json"
 FIGURES = ("train", "ddim", "ddpm")
 PROCESSES = ("ours", "eager")  # --no-compile

@@ -25,7 +25,7 @@ except ImportError:
     sys.exit("diffusers is not installed in this Python: run `pip install diffusers` "
              "(scripts/setup.sh --test does it in the project's virtual environment)")
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "dev"))
 import bench_diffusers as peer  # noqa: E402
 
 CASES = {

@@ -9,11 +9,11 @@
 #include <fstream>
 #include <random>
 
-#include "ddpm/atomic_file.h"
-#include "ddpm/checkpoint.h"
+#include "base/atomic_file.h"
 #include "ddpm/error.h"
-#include "ddpm/image_io.h"
-#include "ddpm/run_log.h"
+#include "formats/checkpoint.h"
+#include "formats/image_io.h"
+#include "formats/run_log.h"
 #include "test_support.h"
 
 namespace ddpm {

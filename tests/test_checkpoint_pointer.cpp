@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "ddpm/checkpoint.h"
 #include "ddpm/error.h"
+#include "formats/checkpoint.h"
 #include "test_support.h"
 
 namespace ddpm {

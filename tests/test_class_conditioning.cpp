@@ -8,15 +8,15 @@
 #include <fstream>
 #include <map>
 
-#include "ddpm/class_folders.h"
-#include "ddpm/config_json.h"
-#include "ddpm/dataset.h"
+#include "config/config_json.h"
+#include "data/class_folders.h"
+#include "data/dataset.h"
 #include "ddpm/error.h"
-#include "ddpm/guidance.h"
-#include "ddpm/image_io.h"
-#include "ddpm/train_step.h"
-#include "ddpm/unet.h"
+#include "diffusion/guidance.h"
+#include "formats/image_io.h"
+#include "model/unet.h"
 #include "test_support.h"
+#include "train/train_step.h"
 
 namespace ddpm {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <unistd.h>
 
-#include "ddpm/config_json.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
 
 namespace ddpm {

@@ -10,10 +10,10 @@
 #include <functional>
 #include <set>
 
-#include "ddpm/class_folders.h"
-#include "ddpm/dataset.h"
+#include "data/class_folders.h"
+#include "data/dataset.h"
 #include "ddpm/error.h"
-#include "ddpm/image_io.h"
+#include "formats/image_io.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -5,12 +5,12 @@
 
 #include <map>
 
-#include "ddpm/config_json.h"
-#include "ddpm/diffusers_config.h"
-#include "ddpm/diffusers_folder.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
-#include "ddpm/schedule.h"
-#include "ddpm/unet.h"
+#include "diffusion/schedule.h"
+#include "interop/diffusers_config.h"
+#include "interop/diffusers_folder.h"
+#include "model/unet.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -16,8 +16,8 @@
 #include <optional>
 #include <vector>
 
-#include "ddpm/checkpoint.h"
-#include "ddpm/image_io.h"
+#include "formats/checkpoint.h"
+#include "formats/image_io.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -8,12 +8,12 @@
 #include <map>
 #include <thread>
 
-#include "ddpm/data_parallel.h"
-#include "ddpm/distributed_env.h"
 #include "ddpm/error.h"
-#include "ddpm/process_group.h"
-#include "ddpm/train_step.h"
+#include "distributed/data_parallel.h"
+#include "distributed/distributed_env.h"
+#include "distributed/process_group.h"
 #include "test_support.h"
+#include "train/train_step.h"
 
 namespace ddpm {
 namespace {

@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ddpm/dataset.h"
-#include "ddpm/image_io.h"
+#include "data/dataset.h"
+#include "formats/image_io.h"
 #include "test_support.h"
 
 namespace ddpm {

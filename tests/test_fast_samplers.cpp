@@ -1,4 +1,4 @@
-// The samplers of src/solvers/ (and ddpm, ddim in the same loop) against closed forms:
+// The samplers of src/diffusion/solvers/ (and ddpm, ddim in the same loop) against closed forms:
 //   - the grids against diffusers' timestep conventions, worked out by hand here;
 //   - convergence against the exact probability-flow ODE of Gaussian data, whose optimal
 //     predictor and ODE solution are closed-form per pixel, in float64;
@@ -14,8 +14,8 @@
 #include <map>
 
 #include "ddpm/error.h"
-#include "ddpm/sampler.h"
-#include "solvers/solver.h"  // src/solvers: the steps themselves, for diffusers' loops
+#include "diffusion/sampler.h"
+#include "diffusion/solvers/solver.h"  // the steps themselves, for diffusers' loops
 
 namespace ddpm {
 namespace {
@@ -39,16 +39,16 @@ NoiseSchedule linear_schedule(int64_t timesteps) {
 
 // ---- grids -------------------------------------------------------------------------------
 
-TEST(SamplingGrid, DpmSolverLinspaceAndLeadingDropTheZeroOfAnNPlusOneGrid) {
+TEST(TimestepGrid, DpmSolverLinspaceAndLeadingDropTheZeroOfAnNPlusOneGrid) {
   const NoiseSchedule schedule = linear_schedule(1000);
   // np.linspace(0, 999, 11).round()[::-1][:-1]: 499.5 rounds to the even 500.
-  const SamplingGrid linspace =
-      sampling_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, "linspace");
+  const TimestepGrid linspace =
+      timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, "linspace");
   EXPECT_EQ(linspace.timesteps,
             (std::vector<double>{999, 899, 799, 699, 599, 500, 400, 300, 200, 100}));
   // (np.arange(0, 11) * (1000 // 11))[::-1][:-1]
-  const SamplingGrid leading =
-      sampling_grid(schedule.table(), SamplerKind::dpmpp_2m_sde, 10, "leading");
+  const TimestepGrid leading =
+      timestep_grid(schedule.table(), SamplerKind::dpmpp_2m_sde, 10, "leading");
   EXPECT_EQ(leading.timesteps,
             (std::vector<double>{900, 810, 720, 630, 540, 450, 360, 270, 180, 90}));
   ASSERT_EQ(leading.alpha_bar.size(), 11u);
@@ -56,13 +56,13 @@ TEST(SamplingGrid, DpmSolverLinspaceAndLeadingDropTheZeroOfAnNPlusOneGrid) {
   EXPECT_EQ(leading.alpha_bar.back(), 1.0);
   EXPECT_FALSE(leading.fractional);
   // ddim keeps its own linspace: np.linspace(0, 999, 10).round() (999 / 9 = 111).
-  EXPECT_EQ(sampling_grid(schedule.table(), SamplerKind::ddim, 10, "linspace").timesteps,
+  EXPECT_EQ(timestep_grid(schedule.table(), SamplerKind::ddim, 10, "linspace").timesteps,
             (std::vector<double>{999, 888, 777, 666, 555, 444, 333, 222, 111, 0}));
 }
 
-TEST(SamplingGrid, EulerLinspaceIsFractionalWithLinearlyInterpolatedSigma) {
+TEST(TimestepGrid, EulerLinspaceIsFractionalWithLinearlyInterpolatedSigma) {
   const NoiseSchedule schedule = linear_schedule(1000);
-  const SamplingGrid grid = sampling_grid(schedule.table(), SamplerKind::euler, 7, "linspace");
+  const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::euler, 7, "linspace");
   // np.linspace(0, 999, 7, dtype=np.float32)[::-1]: 999 / 6 = 166.5.
   EXPECT_EQ(grid.timesteps, (std::vector<double>{999, 832.5, 666, 499.5, 333, 166.5, 0}));
   EXPECT_TRUE(grid.fractional);
@@ -73,12 +73,12 @@ TEST(SamplingGrid, EulerLinspaceIsFractionalWithLinearlyInterpolatedSigma) {
   EXPECT_EQ(grid.sigma(7), 0.0);
 }
 
-TEST(SamplingGrid, KarrasSigmasFollowEquation5AndTheirTimestepsInvertTheLogInterpolation) {
+TEST(TimestepGrid, KarrasSigmasFollowEquation5AndTheirTimestepsInvertTheLogInterpolation) {
   const NoiseSchedule schedule = linear_schedule(1000);
   const auto& ab = schedule.table().alpha_bar;
   const auto sigma = [&](int64_t t) { return std::sqrt((1 - ab[t]) / ab[t]); };
   const double lo = sigma(0), hi = sigma(999);
-  const SamplingGrid grid = sampling_grid(schedule.table(), SamplerKind::heun, 12, "karras");
+  const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::heun, 12, "karras");
   ASSERT_EQ(grid.steps(), 12);
   for (int i = 0; i < 12; ++i) {
     const double root = std::pow(hi, 1 / 7.0) + i / 11.0 * (std::pow(lo, 1 / 7.0) -
@@ -95,7 +95,7 @@ TEST(SamplingGrid, KarrasSigmasFollowEquation5AndTheirTimestepsInvertTheLogInter
   EXPECT_EQ(grid.timesteps.front(), 999.0);
   EXPECT_EQ(grid.timesteps.back(), 0.0);
   // The dpmpp samplers round the same timesteps to integers (diffusers does), but keep sigma_i.
-  const SamplingGrid dpm = sampling_grid(schedule.table(), SamplerKind::dpmpp_2m, 12, "karras");
+  const TimestepGrid dpm = timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 12, "karras");
   for (int i = 0; i < 12; ++i) {
     EXPECT_EQ(dpm.timesteps[i], std::nearbyint(grid.timesteps[i]));
     EXPECT_EQ(dpm.sigma(i), grid.sigma(i));
@@ -106,7 +106,7 @@ TEST(SamplingGrid, KarrasSigmasFollowEquation5AndTheirTimestepsInvertTheLogInter
   }
 }
 
-TEST(SamplingGrid, RefusesWhatASamplerCannotRun) {
+TEST(TimestepGrid, RefusesWhatASamplerCannotRun) {
   const NoiseSchedule schedule = linear_schedule(1000);
   const auto message = [&](const SamplerOptions& options) {
     try {
@@ -145,7 +145,7 @@ struct GaussianData {
 
   // The optimal eps-predictor on `grid`: the model's timestep names the grid point, whose
   // alpha_bar the solver steps with.
-  EpsilonPredictor predictor(const SamplingGrid& grid) const {
+  EpsilonPredictor predictor(const TimestepGrid& grid) const {
     std::map<double, double> alpha_bar;
     for (int i = 0; i < grid.steps(); ++i) alpha_bar[grid.timesteps[i]] = grid.alpha_bar[i];
     return [=, mu = mu, s = s](const torch::Tensor& x, const torch::Tensor& t) {
@@ -157,7 +157,7 @@ struct GaussianData {
   // The exact ODE solution from x_T at the grid's first point to its last nonzero sigma, then
   // denoised: every sampler's last step is x0 = D(y, sigma_last), so this leaves exactly the
   // solver's own error on [sigma_last, sigma_first].
-  torch::Tensor exact(const torch::Tensor& x_T, const SamplingGrid& grid) const {
+  torch::Tensor exact(const torch::Tensor& x_T, const TimestepGrid& grid) const {
     const double first = grid.sigma(0), last = grid.sigma(grid.steps() - 1);
     const auto y_T = x_T / std::sqrt(grid.alpha_bar[0]);
     const auto y = mu + (y_T - mu) * torch::sqrt((s * s + last * last) / (s * s + first * first));
@@ -165,7 +165,7 @@ struct GaussianData {
   }
 
   // The exact ODE solution from x_T at the grid's first point all the way to sigma = 0.
-  torch::Tensor endpoint(const torch::Tensor& x_T, const SamplingGrid& grid) const {
+  torch::Tensor endpoint(const torch::Tensor& x_T, const TimestepGrid& grid) const {
     const double first = grid.sigma(0);
     const auto y_T = x_T / std::sqrt(grid.alpha_bar[0]);
     return mu + (y_T - mu) * s / torch::sqrt(s * s + first * first);
@@ -176,7 +176,7 @@ double solver_error(SamplerKind kind, const std::string& spacing, int steps,
                     bool to_sigma_zero = false) {
   const NoiseSchedule schedule = linear_schedule(1000);
   const SamplerOptions options = options_for(kind, steps, spacing);
-  const SamplingGrid grid = sampling_grid(schedule.table(), kind, steps, spacing);
+  const TimestepGrid grid = timestep_grid(schedule.table(), kind, steps, spacing);
   const GaussianData data;
   auto generator = at::detail::createCPUGenerator(7);
   const auto x_T = torch::randn({3, 1, 4, 4}, generator, torch::kFloat64);
@@ -272,7 +272,7 @@ TEST(SamplerConvergence, DdimIsEulerOnTheSigmaOde) {
   const GaussianData data;
   const auto x_T = torch::randn({2, 1, 4, 4}, torch::kFloat64);
   for (const std::string spacing : {"uniform", "leading", "trailing"}) {
-    const SamplingGrid grid = sampling_grid(schedule.table(), SamplerKind::ddim, 25, spacing);
+    const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::ddim, 25, spacing);
     const auto none = [](int) -> torch::Tensor { throw std::logic_error("noise"); };
     const auto ddim = run_sampler(data.predictor(grid), schedule,
                                   options_for(SamplerKind::ddim, 25, spacing), x_T, none);
@@ -297,7 +297,7 @@ struct ChainLaw {
   double mean, std;
 };
 
-EpsilonPredictor scalar_oracle(const SamplingGrid& grid, double mu, double s) {
+EpsilonPredictor scalar_oracle(const TimestepGrid& grid, double mu, double s) {
   std::map<double, double> alpha_bar;
   for (int i = 0; i < grid.steps(); ++i) alpha_bar[grid.timesteps[i]] = grid.alpha_bar[i];
   return [=](const torch::Tensor& x, const torch::Tensor& t) {
@@ -308,8 +308,8 @@ EpsilonPredictor scalar_oracle(const SamplingGrid& grid, double mu, double s) {
 
 ChainLaw chain_law(const SamplerOptions& options, double mu, double s) {
   const NoiseSchedule schedule = linear_schedule(1000);
-  const SamplingGrid grid =
-      sampling_grid(schedule.table(), options.kind, options.steps, options.spacing);
+  const TimestepGrid grid =
+      timestep_grid(schedule.table(), options.kind, options.steps, options.spacing);
   const int64_t inputs = options.steps + 1;  // row 0: all zero; row 1: x_T = 1; row 2 + k: z_k = 1
   auto x_T = torch::zeros({inputs, 1, 1, 1}, torch::kFloat64);
   x_T[1] = 1.0;
@@ -343,8 +343,8 @@ TEST_P(SamplerDistribution, ReachesTheDataDistribution) {
   EXPECT_NEAR(law.std, s, test_case.bias);
 
   const NoiseSchedule schedule = linear_schedule(1000);
-  const SamplingGrid grid =
-      sampling_grid(schedule.table(), options.kind, options.steps, options.spacing);
+  const TimestepGrid grid =
+      timestep_grid(schedule.table(), options.kind, options.steps, options.spacing);
   auto generator = at::detail::createCPUGenerator(99);
   int draws = 0;
   const auto samples = run_sampler(scalar_oracle(grid, mu, s), schedule, options,
@@ -405,7 +405,7 @@ TEST(SamplerDistribution, StochasticSamplersApproachTheDataSpreadAsStepsGrow) {
 // permuted to [4, 3, 8, 8]) and dummy_model (sample * t / (t + 1)). Their full-loop tests
 // (tests/schedulers/test_scheduler_{euler,heun,dpm_multi}.py) run 10 steps and compare the sum
 // and mean of |x_0| with reference values, with the tolerances repeated below. This runs our
-// solvers' steps (src/solvers/) the way those loops drive a scheduler:
+// solvers' steps (src/diffusion/solvers/) the way those loops drive a scheduler:
 //   - Euler and Heun: the sample starts at dummy * init_noise_sigma (sigma_0), and each
 //     iteration overwrites it with scale_model_input's output, y / sqrt(sigma^2 + 1), before the
 //     model sees it and before step() continues from it. So each of our steps starts from the
@@ -414,7 +414,7 @@ TEST(SamplerDistribution, StochasticSamplersApproachTheDataSpreadAsStepsGrow) {
 //   - DPM-Solver multistep: no scaling; the test's config ends the chain at sigma_min (the
 //     schedule's t = 0) with a second-order step (final_sigmas_type sigma_min, lower_order_final
 //     false), so the grid here ends at alpha_bar[0] instead of 1.
-torch::Tensor diffusers_full_loop(SamplerKind kind, const SamplingGrid& grid, bool rescaled) {
+torch::Tensor diffusers_full_loop(SamplerKind kind, const TimestepGrid& grid, bool rescaled) {
   const SamplerOptions options = options_for(kind, grid.steps(), "uniform");
   torch::Tensor y = (torch::arange(768, torch::kFloat32).view({3, 8, 8, 4}) / 768.0)
                         .permute({3, 0, 1, 2})
@@ -447,12 +447,12 @@ torch::Tensor diffusers_full_loop(SamplerKind kind, const SamplingGrid& grid, bo
 TEST(DiffusersSchedulerTests, EulerFullLoop) {
   const NoiseSchedule schedule = linear_schedule(1100);
   const auto x = diffusers_full_loop(
-      SamplerKind::euler, sampling_grid(schedule.table(), SamplerKind::euler, 10, "linspace"),
+      SamplerKind::euler, timestep_grid(schedule.table(), SamplerKind::euler, 10, "linspace"),
       true);
   EXPECT_NEAR(x.abs().sum().item<double>(), 10.0807, 1e-2);
   EXPECT_NEAR(x.abs().mean().item<double>(), 0.0131, 1e-3);
   const auto karras = diffusers_full_loop(
-      SamplerKind::euler, sampling_grid(schedule.table(), SamplerKind::euler, 10, "karras"),
+      SamplerKind::euler, timestep_grid(schedule.table(), SamplerKind::euler, 10, "karras"),
       true);
   EXPECT_NEAR(karras.abs().sum().item<double>(), 124.52299499511719, 1e-2);
   EXPECT_NEAR(karras.abs().mean().item<double>(), 0.16213932633399963, 1e-3);
@@ -461,18 +461,18 @@ TEST(DiffusersSchedulerTests, EulerFullLoop) {
 TEST(DiffusersSchedulerTests, HeunFullLoop) {
   const NoiseSchedule schedule = linear_schedule(1100);
   const auto x = diffusers_full_loop(
-      SamplerKind::heun, sampling_grid(schedule.table(), SamplerKind::heun, 10, "linspace"), true);
+      SamplerKind::heun, timestep_grid(schedule.table(), SamplerKind::heun, 10, "linspace"), true);
   EXPECT_NEAR(x.abs().sum().item<double>(), 0.1233, 1e-2);
   EXPECT_NEAR(x.abs().mean().item<double>(), 0.0002, 1e-3);
   const auto karras = diffusers_full_loop(
-      SamplerKind::heun, sampling_grid(schedule.table(), SamplerKind::heun, 10, "karras"), true);
+      SamplerKind::heun, timestep_grid(schedule.table(), SamplerKind::heun, 10, "karras"), true);
   EXPECT_NEAR(karras.abs().sum().item<double>(), 0.00015, 1e-2);
   EXPECT_NEAR(karras.abs().mean().item<double>(), 1.9869554535034695e-07, 1e-2);
 }
 
 TEST(DiffusersSchedulerTests, DpmSolverMultistepFullLoop) {
   const NoiseSchedule schedule = linear_schedule(1000);
-  SamplingGrid grid = sampling_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, "linspace");
+  TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, "linspace");
   grid.alpha_bar.back() = schedule.table().alpha_bar[0];  // final_sigmas_type sigma_min
   const auto x = diffusers_full_loop(SamplerKind::dpmpp_2m, grid, false);
   EXPECT_NEAR(x.abs().mean().item<double>(), 0.3301, 1e-3);

@@ -6,10 +6,10 @@
 #include <fstream>
 
 #include "ddpm/error.h"
-#include "ddpm/feature_net.h"
-#include "ddpm/feature_stats.h"
-#include "ddpm/image_io.h"
-#include "ddpm/weights.h"
+#include "eval/feature_net.h"
+#include "eval/feature_stats.h"
+#include "formats/image_io.h"
+#include "formats/weights.h"
 #include "test_support.h"
 
 namespace ddpm {

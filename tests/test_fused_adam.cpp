@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "ddpm/error.h"
-#include "ddpm/fused_adam.h"
+#include "train/fused_adam.h"
 
 namespace ddpm {
 namespace {

@@ -6,8 +6,8 @@
 
 #include <cmath>
 
-#include "ddpm/group_norm_swish.h"
-#include "ddpm/unet.h"
+#include "model/group_norm_swish.h"
+#include "model/unet.h"
 #include "test_support.h"
 
 namespace ddpm {

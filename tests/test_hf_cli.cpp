@@ -6,12 +6,12 @@
 #include <chrono>
 #include <fstream>
 
-#include "ddpm/config_json.h"
-#include "ddpm/diffusers_config.h"
-#include "ddpm/diffusers_folder.h"
-#include "ddpm/safetensors.h"
-#include "ddpm/unet.h"
-#include "ddpm/weights.h"
+#include "config/config_json.h"
+#include "formats/safetensors.h"
+#include "formats/weights.h"
+#include "interop/diffusers_config.h"
+#include "interop/diffusers_folder.h"
+#include "model/unet.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -14,7 +14,7 @@
 #include <functional>
 
 #include "ddpm/error.h"
-#include "ddpm/image_io.h"
+#include "formats/image_io.h"
 #include "test_support.h"
 
 namespace ddpm {

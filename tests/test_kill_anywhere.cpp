@@ -15,9 +15,9 @@
 #include <random>
 #include <thread>
 
-#include "ddpm/checkpoint.h"
-#include "ddpm/image_io.h"
-#include "ddpm/safetensors.h"
+#include "formats/checkpoint.h"
+#include "formats/image_io.h"
+#include "formats/safetensors.h"
 #include "test_support.h"
 
 namespace ddpm {

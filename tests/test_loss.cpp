@@ -1,10 +1,10 @@
 // L_simple: its value for known predictors (closed form), and that optimising it learns.
 #include <gtest/gtest.h>
 
-#include "ddpm/loss.h"
-#include "ddpm/noise_prefetch.h"
-#include "ddpm/unet.h"
+#include "diffusion/loss.h"
+#include "model/unet.h"
 #include "test_support.h"
+#include "train/noise_prefetch.h"
 
 namespace ddpm {
 namespace {

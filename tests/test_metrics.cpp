@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ddpm/error.h"
-#include "ddpm/metrics.h"
+#include "eval/metrics.h"
 
 namespace ddpm {
 namespace {

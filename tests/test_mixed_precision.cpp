@@ -11,16 +11,16 @@
 #include <random>
 #include <set>
 
-#include "ddpm/checkpoint.h"
-#include "ddpm/config_json.h"
-#include "ddpm/guidance.h"
-#include "ddpm/loss_scaler.h"
-#include "ddpm/precision.h"
-#include "ddpm/schedule.h"
-#include "ddpm/train_step.h"
-#include "ddpm/trainer.h"
-#include "ddpm/weights.h"
+#include "base/precision.h"
+#include "config/config_json.h"
+#include "diffusion/guidance.h"
+#include "diffusion/schedule.h"
+#include "formats/checkpoint.h"
+#include "formats/weights.h"
 #include "test_support.h"
+#include "train/loss_scaler.h"
+#include "train/train_step.h"
+#include "train/trainer.h"
 
 namespace ddpm {
 namespace {

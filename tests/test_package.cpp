@@ -8,7 +8,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "ddpm/image_io.h"
+#include "formats/image_io.h"
 #include "test_support.h"
 
 namespace ddpm {
@@ -19,15 +19,16 @@ using testing::TempDir;
 
 std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 
-// Configures and builds one example against the prefix; returns its binary.
-fs::path build_example(const std::string& name, const fs::path& prefix, const fs::path& work) {
+// Configures and builds one example with this CMAKE_PREFIX_PATH; returns its binary.
+fs::path build_example(const std::string& name, const std::string& prefix_path,
+                       const fs::path& work) {
   const fs::path build = work / ("build-" + name);
   const auto configure = testing::run_command(
       std::string("'") + DDPM_CMAKE_COMMAND + "' -S " +
       quoted(fs::path(DDPM_SOURCE_DIR) / "examples" / name) + " -B " + quoted(build) + " -G '" +
       DDPM_CMAKE_GENERATOR + "' -DCMAKE_MAKE_PROGRAM='" + DDPM_CMAKE_MAKE_PROGRAM +
-      "' -DCMAKE_CXX_COMPILER='" + DDPM_CXX_COMPILER + "' -DCMAKE_PREFIX_PATH=" +
-      quoted(prefix));
+      "' -DCMAKE_CXX_COMPILER='" + DDPM_CXX_COMPILER + "' -DCMAKE_PREFIX_PATH='" + prefix_path +
+      "'");
   EXPECT_EQ(configure.exit_code, 0) << configure.output;
   const auto compile = testing::run_command(std::string("'") + DDPM_CMAKE_COMMAND +
                                             "' --build " + quoted(build));
@@ -67,8 +68,12 @@ TEST(InstalledPackage, ExamplesBuildAgainstItAndMatchTheCli) {
   EXPECT_CONTAINS(testing::read_text(prefix / "lib/cmake/ddpm/ddpm-config-version.cmake"),
                   std::string("\"") + DDPM_VERSION + "\"");
 
-  const fs::path train = build_example("train", prefix, temp.path());
-  const fs::path generate = build_example("generate", prefix, temp.path());
+  // Both ways docs/LIBRARY.md names to find LibTorch: the package finds it by itself (through
+  // Python's torch), or CMAKE_PREFIX_PATH names torch.utils.cmake_prefix_path beside the prefix
+  // (with a pip CUDA torch, that path too must find pip's CUDA libraries).
+  const fs::path train = build_example("train", prefix.string(), temp.path());
+  const fs::path generate = build_example(
+      "generate", prefix.string() + ";" + DDPM_TORCH_CMAKE_PREFIX, temp.path());
   ASSERT_TRUE(fs::exists(train) && fs::exists(generate));
 
   testing::write_image_folder(temp.path() / "images", 16, 8, 8);

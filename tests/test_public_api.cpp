@@ -10,9 +10,9 @@
 #include <set>
 #include <sstream>
 
-#include "ddpm/checkpoint.h"
 #include "ddpm/ddpm_tensor.h"
-#include "ddpm/image_io.h"
+#include "formats/checkpoint.h"
+#include "formats/image_io.h"
 #include "test_support.h"
 
 namespace ddpm {
@@ -84,6 +84,66 @@ TEST_F(PublicApi, GeneratesTheSamePixelsAsDdpmSample) {
   for (int64_t k = 0; k < 5; ++k) {
     EXPECT_EQ(tensor_to_image(tensor[k]).pixels, images[k].pixels) << k;
   }
+}
+
+// What `ddpm sample` builds on: the plan of a request, the images batch by batch, an x_T given
+// per image, and the predicted x0 along the way.
+TEST_F(PublicApi, PlansStreamsTakesAnXtAndPreviews) {
+  const Pipeline pipeline = Pipeline::load(run().string(), "cpu");
+  EXPECT_EQ(pipeline.weights(), "ema");
+  EXPECT_TRUE(pipeline.source_path().ends_with("step_000000003.pt")) << pipeline.source_path();
+  EXPECT_CONTAINS(pipeline.device_description(), "cpu");
+  SampleRequest request;
+  request.num_images = 5;
+  request.batch_size = 2;
+  request.seed = 4;
+  const SamplePlan plan = pipeline.plan(request);
+  EXPECT_EQ(plan.num_images, 5);
+  EXPECT_EQ(plan.batch_size, 2);
+  EXPECT_EQ(plan.sampler, "ddim");  // the config's sample section: 5 ddim steps
+  EXPECT_EQ(plan.steps, 5);
+  EXPECT_EQ(plan.network_evaluations, 5);
+  EXPECT_EQ(plan.seed, 4u);
+  EXPECT_TRUE(plan.image_classes.empty());
+  request.num_images = 0;  // the model's own sample.num_images
+  EXPECT_EQ(pipeline.plan(request).num_images, 4);
+  request.num_images = 5;
+
+  // Batch by batch, in order, the images of generate_tensor.
+  std::vector<int64_t> firsts;
+  std::vector<at::Tensor> batches;
+  pipeline.generate_batches(request, [&](int64_t first, const at::Tensor& images) {
+    firsts.push_back(first);
+    batches.push_back(images);
+  });
+  EXPECT_EQ(firsts, (std::vector<int64_t>{0, 2, 4}));
+  const at::Tensor whole = pipeline.generate_tensor(request);
+  EXPECT_TRUE(torch::equal(torch::cat(batches), whole));
+
+  // Previews every 2 steps and at the last; the last x0 is the image (every sampler's last step
+  // returns its x0).
+  std::vector<SamplePreview> previews;
+  request.preview_every = 2;
+  request.on_preview = [&](const SamplePreview& preview) { previews.push_back(preview); };
+  pipeline.generate_tensor(request);
+  ASSERT_EQ(previews.size(), 9u);  // steps 2, 4, 5 of three batches
+  EXPECT_EQ(previews[0].step, 2);
+  EXPECT_EQ(previews[2].step, 5);
+  EXPECT_EQ(previews[2].x0.size(), 2u * 64);
+  const at::Tensor last = torch::tensor(previews[8].x0).reshape({1, 1, 8, 8});
+  EXPECT_TRUE(torch::equal(last, whole.slice(0, 4, 5)));
+  request.on_preview = nullptr;
+
+  // A given x_T: image k starts from row k, whatever the batching; another x_T, other images.
+  torch::manual_seed(3);
+  const at::Tensor x_T = torch::randn({6, 1, 8, 8});
+  request.initial_noise.assign(x_T.data_ptr<float>(), x_T.data_ptr<float>() + x_T.numel());
+  const at::Tensor given = pipeline.generate_tensor(request);
+  request.batch_size = 5;  // other batch sizes may pick other kernels: equal to float rounding
+  EXPECT_TRUE(torch::allclose(pipeline.generate_tensor(request), given, 0.0, 1e-4));
+  EXPECT_GT((given - whole).abs().max().item<double>(), 0.1);
+  request.initial_noise.resize(4 * 64);  // fewer images than asked for
+  EXPECT_CONTAINS(testing::error_of([&] { pipeline.generate(request); }), "initial_noise");
 }
 
 TEST_F(PublicApi, TrainsTheSameWeightsAsDdpmTrain) {

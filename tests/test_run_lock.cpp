@@ -6,8 +6,8 @@
 
 #include <filesystem>
 
+#include "base/run_lock.h"
 #include "ddpm/error.h"
-#include "ddpm/run_lock.h"
 #include "test_support.h"
 
 namespace ddpm {

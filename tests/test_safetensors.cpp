@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include "ddpm/error.h"
-#include "ddpm/safetensors.h"
-#include "ddpm/safetensors_header.h"
+#include "formats/safetensors.h"
+#include "formats/safetensors_header.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -9,7 +9,7 @@
 #include <numeric>
 
 #include "ddpm/error.h"
-#include "ddpm/sampler.h"
+#include "diffusion/sampler.h"
 
 namespace ddpm {
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "ddpm/schedule.h"
+#include "diffusion/schedule.h"
 
 namespace ddpm {
 namespace {

@@ -15,7 +15,7 @@
 #include <stdexcept>
 
 #include "ddpm/error.h"
-#include "ddpm/image_io.h"
+#include "formats/image_io.h"
 
 namespace ddpm::testing {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/config.h"
-#include "ddpm/feature_net.h"
+#include "config/config.h"
+#include "eval/feature_net.h"
 
 namespace ddpm::testing {
 

@@ -9,7 +9,7 @@
 #include <chrono>
 #include <fstream>
 
-#include "ddpm/checkpoint.h"
+#include "formats/checkpoint.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -4,12 +4,12 @@
 
 #include <fstream>
 
-#include "ddpm/checkpoint.h"
-#include "ddpm/config_json.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
-#include "ddpm/trainer.h"
-#include "ddpm/weights.h"
+#include "formats/checkpoint.h"
+#include "formats/weights.h"
 #include "test_support.h"
+#include "train/trainer.h"
 
 namespace ddpm {
 namespace {

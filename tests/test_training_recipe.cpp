@@ -10,17 +10,17 @@
 #include <cmath>
 #include <fstream>
 
-#include "ddpm/checkpoint.h"
-#include "ddpm/config_json.h"
-#include "ddpm/ema.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
-#include "ddpm/image_io.h"
-#include "ddpm/loss.h"
-#include "ddpm/prediction.h"
-#include "ddpm/sampler.h"
-#include "ddpm/train_step.h"
-#include "ddpm/trainer.h"
+#include "diffusion/loss.h"
+#include "diffusion/prediction.h"
+#include "diffusion/sampler.h"
+#include "formats/checkpoint.h"
+#include "formats/image_io.h"
 #include "test_support.h"
+#include "train/ema.h"
+#include "train/train_step.h"
+#include "train/trainer.h"
 
 namespace ddpm {
 namespace {
@@ -130,8 +130,8 @@ TEST(PredictionSampling, EverySamplerGivesTheSameImagesFromEpsX0AndVModels) {
     options.steps = 8;
     options.spacing = info.sigma_space ? "karras" : "uniform";
     options.clip_denoised = false;
-    const SamplingGrid grid =
-        sampling_grid(schedule.table(), options.kind, options.steps, options.spacing);
+    const TimestepGrid grid =
+        timestep_grid(schedule.table(), options.kind, options.steps, options.spacing);
     const auto alpha_bar_at = [&](double t) {
       size_t nearest = 0;
       for (size_t i = 0; i < grid.timesteps.size(); ++i) {

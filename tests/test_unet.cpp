@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "ddpm/error.h"
-#include "ddpm/unet.h"
+#include "model/unet.h"
 #include "test_support.h"
 
 namespace ddpm {

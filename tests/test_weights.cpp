@@ -7,9 +7,9 @@
 #include <fstream>
 
 #include "ddpm/error.h"
-#include "ddpm/feature_stats.h"
-#include "ddpm/unet.h"
-#include "ddpm/weights.h"
+#include "eval/feature_stats.h"
+#include "formats/weights.h"
+#include "model/unet.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -52,10 +52,19 @@ struct SampleProgress {
   int steps_total = 0;
 };
 
+// Each image's predicted x0 during a generate() call (SampleRequest::on_preview).
+struct SamplePreview {
+  int64_t first = 0;  // the batch's first image
+  int64_t count = 0;  // images in the batch
+  int step = 0;       // reverse steps done (1 .. steps_total)
+  int steps_total = 0;
+  std::vector<float> x0;  // count x C x H x W values in [-1, 1] (clipped when clip_denoised)
+};
+
 // What to sample. Unset fields take the model's own sample settings (its config's sample
 // section: sampler, steps, spacing, seed, batch size, guidance, precision).
 struct SampleRequest {
-  int64_t num_images = 1;
+  int64_t num_images = 1;             // 0: the model's own sample.num_images
   std::optional<int64_t> batch_size;  // images per network call; any value gives the same images
   std::string sampler;                // "ddpm", "ddim", "euler", "dpmpp_2m", ... ("": the model's)
   std::optional<int> steps;           // reverse steps
@@ -66,10 +75,36 @@ struct SampleRequest {
   std::vector<std::string> classes;
   // Any other key of the sample section, e.g. "sample.eta=0.5" or "sample.spacing=\"karras\"".
   std::vector<std::string> overrides;
+  // x_T of every image instead of the seed's draw: image k's C x H x W values from offset
+  // k * C * H * W (at least num_images images; {}: drawn from the seed). The steps' noise still
+  // comes from the seed, so passing the x_T the seed would draw changes nothing.
+  std::vector<float> initial_noise;
   std::function<void(const SampleProgress&)> on_progress;
+  // Called every preview_every reverse steps and at the last, when both are set.
+  int preview_every = 0;
+  std::function<void(const SamplePreview&)> on_preview;
   // Polled at every reverse step: when it turns true, generate() throws ddpm::Error with kind
   // ErrorKind::interrupted.
   const std::atomic<bool>* cancel = nullptr;
+};
+
+// What a request resolves to, checked, before any network call (Pipeline::plan): the model's
+// sample settings with the request's applied, and the class of every image.
+struct SamplePlan {
+  int64_t num_images = 0;
+  int64_t batch_size = 0;
+  std::string sampler;          // e.g. "dpmpp_2m"
+  int steps = 0;
+  int network_evaluations = 0;  // per image
+  std::string spacing;
+  double eta = 0.0;             // ddim's noise level
+  std::string variance;         // ddpm's
+  bool clip_denoised = true;
+  uint64_t seed = 0;
+  double guidance = 1.0;
+  std::string precision;
+  std::vector<int64_t> image_classes;  // the class of image k; empty for an unconditional model
+  std::vector<int64_t> classes;        // the distinct classes drawn, in the order asked
 };
 
 // A model ready to sample: its weights on a device, with its config and noise schedule.
@@ -87,6 +122,14 @@ class DDPM_API Pipeline {
   // The same images as float32 [N, C, H, W] in [-1, 1] on the CPU, before 8-bit rounding.
   // Include ddpm/ddpm_tensor.h (which brings in LibTorch) to call it.
   at::Tensor generate_tensor(const SampleRequest& request) const;
+  // The same images batch by batch, as they are made: `take(first, images)` gets images
+  // first .. first + count - 1 as float32 [count, C, H, W] (ddpm_tensor.h).
+  void generate_batches(const SampleRequest& request,
+                        const std::function<void(int64_t first, const at::Tensor& images)>&
+                            take) const;
+  // What generate() would do for this request; throws what generate() would throw before its
+  // first network call.
+  SamplePlan plan(const SampleRequest& request) const;
 
   int channels() const;
   int height() const;
@@ -95,6 +138,9 @@ class DDPM_API Pipeline {
   std::vector<std::string> class_names() const;  // empty for an unconditional model
   std::string device() const;                  // e.g. "cpu", "cuda:0"
   std::string config_json() const;             // the model's whole config, as JSON
+  std::string source_path() const;  // the checkpoint file or diffusers folder it was read from
+  std::string weights() const;      // "ema", "raw" or "diffusers" (a folder's one set)
+  std::string device_description() const;  // e.g. "cpu (2 threads)", the GPU's name
 
   Pipeline(Pipeline&&) noexcept;
   Pipeline& operator=(Pipeline&&) noexcept;
@@ -109,9 +155,12 @@ class DDPM_API Pipeline {
 
 // Where a training run is: called after every step.
 struct TrainStepReport {
-  int64_t step = 0;   // steps done
-  int64_t total = 0;  // train.steps
-  double loss = 0.0;  // the mean loss of the last train.log_every steps
+  int64_t step = 0;        // steps done
+  int64_t total = 0;       // train.steps
+  int64_t first_step = 0;  // the step this run started from (0, or a resumed checkpoint's)
+  int64_t log_every = 0;   // train.log_every
+  int rank = 0;            // this process's rank in a multi-process run (0 alone)
+  double loss = 0.0;       // the mean loss of the last train.log_every steps
   double lr = 0.0;
   double images_per_second = 0.0;
   double elapsed_seconds = 0.0;
@@ -129,6 +178,11 @@ struct TrainRequest {
   // Checked before every step: when true, the run writes a checkpoint and returns with
   // `stopped` set (resume it later with resume = true).
   const std::atomic<bool>* stop = nullptr;
+  // This process is one rank of a multi-process run, started by torchrun or Slurm's srun: its
+  // rank, the world size and the master come from their environment variables (a process
+  // they did not start trains alone). false: a single process.
+  bool launcher_environment = false;
+  std::string command_line;  // recorded in run_dir/command.txt ("": "ddpm::train_model")
 };
 
 struct TrainReport {
@@ -138,11 +192,12 @@ struct TrainReport {
   double last_loss = 0.0;
   int64_t skipped_steps = 0;    // non-finite or fp16-overflow steps, over the whole run
   std::string last_checkpoint;  // the newest checkpoint file
+  int rank = 0;                 // this process's rank (0 alone)
 };
 
-// Trains to train.steps (a single process; multi-GPU runs go through `ddpm train` under
-// torchrun). Throws ddpm::Error for a bad config or data folder, an unusable run directory, a
-// diverged run, ...
+// Trains to train.steps: one process, or one rank of a run that torchrun or Slurm started
+// (TrainRequest::launcher_environment), as `ddpm train` does. Throws ddpm::Error for a bad
+// config or data folder, an unusable run directory, a diverged run, ...
 DDPM_API TrainReport train_model(const TrainRequest& request);
 
 }  // namespace ddpm

@@ -2,14 +2,16 @@
 // (generation.h).
 #include <nlohmann/json.hpp>
 
+#include "base/device.h"
+#include "base/log.h"
+#include "config/sampler_kind.h"
 #include "ddpm/ddpm.h"
 #include "ddpm/ddpm_tensor.h"
-#include "ddpm/device.h"
-#include "ddpm/generation.h"
-#include "ddpm/guidance.h"
-#include "ddpm/image_io.h"
-#include "ddpm/log.h"
-#include "ddpm/model_source.h"
+#include "diffusion/generation.h"
+#include "diffusion/guidance.h"
+#include "formats/image_io.h"
+#include "interop/model_source.h"
+#include "interop/sampling_model.h"
 
 namespace ddpm {
 
@@ -23,8 +25,9 @@ namespace {
 
 // The request as overrides of the sample section, as `ddpm sample`'s flags are.
 std::vector<std::string> request_overrides(const SampleRequest& request) {
-  if (request.num_images < 1) {
-    throw Error(ErrorKind::usage, "SampleRequest::num_images must be >= 1, got " +
+  if (request.num_images < 0) {
+    throw Error(ErrorKind::usage, "SampleRequest::num_images must be >= 1 (0: the model's "
+                                  "sample.num_images), got " +
                                       std::to_string(request.num_images));
   }
   std::vector<std::string> overrides;
@@ -38,7 +41,7 @@ std::vector<std::string> request_overrides(const SampleRequest& request) {
   const auto set = [&](const std::string& key, const nlohmann::json& value) {
     overrides.push_back("sample." + key + "=" + value.dump());
   };
-  set("num_images", request.num_images);
+  if (request.num_images > 0) set("num_images", request.num_images);
   if (request.batch_size) set("batch_size", *request.batch_size);
   if (!request.sampler.empty()) set("sampler", request.sampler);
   if (request.steps) set("steps", *request.steps);
@@ -48,31 +51,66 @@ std::vector<std::string> request_overrides(const SampleRequest& request) {
   return overrides;
 }
 
-// Runs the request batch by batch; `take` gets each batch ([count, C, H, W] on the CPU).
-void run_request(Pipeline::State& state, const SampleRequest& request, SampleClasses& classes,
-                 const std::function<void(int64_t, const torch::Tensor&)>& take) {
-  const Config config = sampling_config(state.source.config, request_overrides(request));
-  const SampleConfig& sample = config.sample;
-  classes = plan_sample_classes(request.classes, config, sample.num_images);
-  const SamplerOptions sampler = sampler_options(sample, config.diffusion);
-  validate_sampler_options(sampler, state.model.schedule.timesteps());
-  for (int64_t first = 0; first < sample.num_images; first += sample.batch_size) {
-    const int64_t count = std::min<int64_t>(sample.batch_size, sample.num_images - first);
-    const SamplerCallback progress = [&](int step, int total, const torch::Tensor&,
-                                         const torch::Tensor&) {
-      if (request.cancel && request.cancel->load()) {
-        throw Error(ErrorKind::interrupted, "sampling cancelled at step " +
-                                                std::to_string(step + 1) + " of images " +
-                                                std::to_string(first) + "-" +
-                                                std::to_string(first + count - 1));
-      }
-      if (request.on_progress) {
-        request.on_progress({first, sample.num_images, count, step + 1, total});
-      }
-    };
-    take(first, sample_batch(state.model, config, sampler, classes.labels, first, count, {},
-                             progress));
+// A request resolved against the model: its config, the class of every image, the settings
+// of the sampling core (checked before any network call).
+struct Resolved {
+  Config config;
+  SampleClasses classes;
+  SampleSettings settings;
+};
+
+Resolved resolve(const Pipeline::State& state, const SampleRequest& request) {
+  Config config = sampling_config(state.source.config, request_overrides(request));
+  SampleClasses classes = plan_sample_classes(request.classes, config, config.sample.num_images);
+  SampleSettings settings = sample_settings(config);
+  validate_sampler_options(settings.solver, state.model.schedule.timesteps());
+  return {std::move(config), std::move(classes), std::move(settings)};
+}
+
+// SampleRequest::initial_noise as x_T [N, C, H, W]; undefined when empty.
+torch::Tensor initial_noise(const SampleRequest& request, const Resolved& resolved) {
+  if (request.initial_noise.empty()) return {};
+  const std::vector<int64_t>& shape = resolved.settings.image_shape;
+  const int64_t image = shape[0] * shape[1] * shape[2];
+  const auto values = static_cast<int64_t>(request.initial_noise.size());
+  const int64_t wanted = resolved.config.sample.num_images * image;
+  if (values % image != 0 || values < wanted) {
+    throw Error(ErrorKind::usage,
+                "SampleRequest::initial_noise holds " + std::to_string(values) +
+                    " values; this request needs x_T for " +
+                    std::to_string(resolved.config.sample.num_images) + " images of " +
+                    std::to_string(image) + " values each (" + std::to_string(wanted) + ")");
   }
+  return torch::from_blob(const_cast<float*>(request.initial_noise.data()),
+                          {values / image, shape[0], shape[1], shape[2]}, torch::kFloat32)
+      .clone();
+}
+
+// Runs the request batch by batch; `take` gets each batch ([count, C, H, W] on the CPU).
+void run_request(Pipeline::State& state, const SampleRequest& request, const Resolved& resolved,
+                 const std::function<void(int64_t, const torch::Tensor&)>& take) {
+  const int64_t total = resolved.config.sample.num_images;
+  const BatchStepCallback on_step = [&](int64_t first, int64_t count, int step, int steps,
+                                        const torch::Tensor&, const torch::Tensor& x0) {
+    if (request.cancel && request.cancel->load()) {
+      throw Error(ErrorKind::interrupted, "sampling cancelled at step " +
+                                              std::to_string(step + 1) + " of images " +
+                                              std::to_string(first) + "-" +
+                                              std::to_string(first + count - 1));
+    }
+    if (request.on_progress) request.on_progress({first, total, count, step + 1, steps});
+    const bool preview = request.on_preview && request.preview_every > 0 &&
+                         ((step + 1) % request.preview_every == 0 || step + 1 == steps);
+    if (preview) {
+      const torch::Tensor values = x0.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+      const float* data = values.data_ptr<float>();
+      request.on_preview({first, count, step + 1, steps,
+                          std::vector<float>(data, data + values.numel())});
+    }
+  };
+  sample_all(state.model.model, state.model.schedule, resolved.settings,
+             SampleInputs{resolved.classes.labels, initial_noise(request, resolved)}, total, take,
+             on_step);
 }
 
 }  // namespace
@@ -91,10 +129,38 @@ Pipeline Pipeline::load(const std::string& path, const std::string& device, bool
   return Pipeline(std::make_unique<State>(State{std::move(source), config, std::move(model)}));
 }
 
+SamplePlan Pipeline::plan(const SampleRequest& request) const {
+  const Resolved resolved = resolve(*state_, request);
+  const SampleConfig& sample = resolved.config.sample;
+  SamplePlan plan;
+  plan.num_images = sample.num_images;
+  plan.batch_size = resolved.settings.batch_size;
+  plan.sampler = sampler_name(resolved.settings.solver.kind);
+  plan.steps = sample.steps;
+  plan.network_evaluations = sampler_evaluations(resolved.settings.solver.kind, sample.steps);
+  plan.spacing = sample.spacing;
+  plan.eta = sample.eta;
+  plan.variance = sample.variance;
+  plan.clip_denoised = sample.clip_denoised;
+  plan.seed = sample.seed;
+  plan.guidance = sample.guidance;
+  plan.precision = sample.precision;
+  plan.image_classes = resolved.classes.labels;
+  plan.classes = resolved.classes.classes;
+  return plan;
+}
+
+void Pipeline::generate_batches(
+    const SampleRequest& request,
+    const std::function<void(int64_t first, const at::Tensor& images)>& take) const {
+  run_request(*state_, request, resolve(*state_, request), take);
+}
+
 std::vector<GeneratedImage> Pipeline::generate(const SampleRequest& request) const {
+  const Resolved resolved = resolve(*state_, request);
+  const std::vector<int64_t>& labels = resolved.classes.labels;
   std::vector<GeneratedImage> images;
-  SampleClasses classes;
-  run_request(*state_, request, classes, [&](int64_t first, const torch::Tensor& batch) {
+  run_request(*state_, request, resolved, [&](int64_t first, const torch::Tensor& batch) {
     for (int64_t i = 0; i < batch.size(0); ++i) {
       Image image = tensor_to_image(batch[i]);
       GeneratedImage out;
@@ -103,8 +169,8 @@ std::vector<GeneratedImage> Pipeline::generate(const SampleRequest& request) con
       out.width = image.width;
       out.channels = image.channels;
       out.pixels = std::move(image.pixels);
-      if (!classes.labels.empty()) {
-        out.class_index = classes.labels[out.index];
+      if (!labels.empty()) {
+        out.class_index = labels[out.index];
         out.class_name = class_name(state_->config, out.class_index);
       }
       images.push_back(std::move(out));
@@ -115,9 +181,7 @@ std::vector<GeneratedImage> Pipeline::generate(const SampleRequest& request) con
 
 at::Tensor Pipeline::generate_tensor(const SampleRequest& request) const {
   std::vector<torch::Tensor> batches;
-  SampleClasses classes;
-  run_request(*state_, request, classes,
-              [&](int64_t, const torch::Tensor& batch) { batches.push_back(batch); });
+  generate_batches(request, [&](int64_t, const torch::Tensor& batch) { batches.push_back(batch); });
   return torch::cat(batches);
 }
 
@@ -127,6 +191,16 @@ int Pipeline::width() const { return static_cast<int>(state_->config.data.width)
 int64_t Pipeline::step() const { return state_->source.step; }
 std::string Pipeline::device() const { return state_->model.device.str(); }
 std::string Pipeline::config_json() const { return state_->source.config.dump(2); }
+std::string Pipeline::source_path() const { return state_->source.path.string(); }
+
+std::string Pipeline::weights() const {
+  if (state_->source.diffusers) return "diffusers";
+  return state_->model.ema ? "ema" : "raw";
+}
+
+std::string Pipeline::device_description() const {
+  return describe_device(state_->model.device);
+}
 
 std::vector<std::string> Pipeline::class_names() const {
   std::vector<std::string> names;

@@ -13,16 +13,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/atomic_file.h"
+#include "base/device.h"
+#include "base/op_profile.h"
+#include "base/precision.h"
+#include "base/suggest.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/atomic_file.h"
-#include "ddpm/device.h"
 #include "ddpm/error.h"
-#include "ddpm/guidance.h"
-#include "ddpm/model_summary.h"
-#include "ddpm/op_profile.h"
-#include "ddpm/sampler.h"
-#include "ddpm/train_step.h"
+#include "diffusion/guidance.h"
+#include "diffusion/sampler.h"
+#include "model/model_summary.h"
+#include "train/train_step.h"
 
 namespace ddpm::cli {
 namespace {
@@ -145,8 +147,9 @@ int run_bench(int argc, char** argv) {
       cxxopts::value<std::string>()->default_value("ddpm"))(
       "chain-steps", "reverse steps of a chain other than ddpm's",
       cxxopts::value<int>()->default_value("50"))(
-      "precision", "fp32, bf16 or fp16 (autocast; fp16 with the loss scaler of train.precision "
-                   "fp16)",
+      "precision",
+      choice_list(precision_names()) + " (autocast; fp16 with the loss scaler of "
+                                       "train.precision fp16)",
       cxxopts::value<std::string>()->default_value("fp32"))(
       "device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))(
       "memory-format", "auto (channels-last on the CPU), channels_last or contiguous",
@@ -157,7 +160,7 @@ int run_bench(int argc, char** argv) {
       cxxopts::value<int>()->default_value("1"))(
       "sync", "print 'ready' after the warm-up, then start each round on a line from stdin, "
               "print 'round IMAGES_PER_S' after it, and finish when stdin closes (for "
-              "scripts/bench_compare.py)")(
+              "dev/bench_compare.py)")(
       "profile", "after the rounds, profile one more round: print the operators by self time "
                  "and write a Chrome trace to FILE (chrome://tracing, ui.perfetto.dev)",
       cxxopts::value<std::string>())(
@@ -176,7 +179,8 @@ int run_bench(int argc, char** argv) {
   if (std::find(precision_names().begin(), precision_names().end(), precision) ==
       precision_names().end()) {
     throw Error(ErrorKind::usage,
-                "--precision must be fp32, bf16 or fp16, got '" + precision + "'");
+                "--precision must be " + choice_list(precision_names()) + ", got '" + precision +
+                    "'");
   }
   const int rounds = arguments["rounds"].as<int>();
   if (steps < 1 || warmup < 0 || rounds < 1) {

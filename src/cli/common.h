@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "ddpm/config.h"
+#include "config/config.h"
 
 namespace ddpm::cli {
 

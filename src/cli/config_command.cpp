@@ -1,12 +1,12 @@
 // `ddpm config`: validate a config and print it fully resolved, as JSON.
 #include <iostream>
 
+#include "base/log.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/config_json.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
-#include "ddpm/log.h"
-#include "ddpm/model_source.h"
+#include "interop/model_source.h"
 
 namespace ddpm::cli {
 

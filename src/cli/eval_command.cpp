@@ -8,15 +8,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/atomic_file.h"
+#include "base/device.h"
+#include "base/log.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/atomic_file.h"
-#include "ddpm/device.h"
 #include "ddpm/error.h"
-#include "ddpm/feature_net.h"
-#include "ddpm/feature_stats.h"
-#include "ddpm/log.h"
-#include "ddpm/metrics.h"
+#include "eval/feature_net.h"
+#include "eval/feature_stats.h"
+#include "eval/metrics.h"
 #include "progress.h"
 
 namespace ddpm::cli {
@@ -335,8 +335,8 @@ int run_eval(int argc, char** argv) {
       "Compares generated images with real ones: FID (Fréchet distance of the features' "
       "Gaussians, float64), KID (unbiased MMD², cubic polynomial kernel, mean and standard "
       "deviation over subsets) and precision/recall (k-nearest-neighbour manifolds), on the "
-      "features of a TorchScript network (see the README, 'Evaluating quality'). --real and "
-      "--generated each take an image folder or a stats file from --save-real-stats. Images "
+      "features of a TorchScript network (see docs/EVALUATION.md, 'Evaluating quality'). "
+      "--real and --generated each take an image folder or a stats file from --save-real-stats. Images "
       "are converted to the network's channels and resized to its input (scale to cover, "
       "centre crop); unreadable files are skipped with a warning.");
   options.add_options()("real", "folder of real images, or a stats file",

@@ -1,14 +1,14 @@
 // `ddpm export`: a checkpoint to a diffusers DDPMPipeline folder.
+#include "base/log.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/checkpoint.h"
-#include "ddpm/config_json.h"
-#include "ddpm/diffusers_folder.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
-#include "ddpm/log.h"
-#include "ddpm/model_source.h"
-#include "ddpm/unet.h"
-#include "ddpm/weights.h"
+#include "formats/checkpoint.h"
+#include "formats/weights.h"
+#include "interop/diffusers_folder.h"
+#include "interop/model_source.h"
+#include "model/unet.h"
 
 namespace ddpm::cli {
 

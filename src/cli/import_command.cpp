@@ -1,12 +1,12 @@
 // `ddpm import`: a diffusers model folder to a ddpm checkpoint that every command accepts.
+#include "base/log.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/config_json.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
-#include "ddpm/log.h"
-#include "ddpm/model_source.h"
-#include "ddpm/unet.h"
-#include "ddpm/weights.h"
+#include "formats/weights.h"
+#include "interop/model_source.h"
+#include "model/unet.h"
 
 namespace ddpm::cli {
 

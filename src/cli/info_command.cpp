@@ -4,13 +4,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/device.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/device.h"
 #include "ddpm/error.h"
-#include "ddpm/model_summary.h"
-#include "ddpm/sampler.h"
-#include "ddpm/schedule.h"
+#include "diffusion/sampler.h"
+#include "diffusion/schedule.h"
+#include "model/model_summary.h"
 
 namespace ddpm::cli {
 namespace {
@@ -68,7 +68,7 @@ int run_info(int argc, char** argv) {
   const auto& alpha_bar = schedule.table().alpha_bar;
   const SampleConfig& sample = config.sample;
   const SamplerKind kind = sampler_from_name(sample.sampler);
-  const SamplingGrid grid = sampling_grid(schedule.table(), kind, sample.steps, sample.spacing);
+  const TimestepGrid grid = timestep_grid(schedule.table(), kind, sample.steps, sample.spacing);
   // The timesteps in the order the chain runs them: integers, or float32 values for the
   // sigma-space samplers' fractional spacings.
   nlohmann::json visited = nlohmann::json::array();

@@ -6,11 +6,11 @@
 #include <iostream>
 #include <vector>
 
+#include "base/log.h"
+#include "base/suggest.h"
 #include "commands.h"
 #include "ddpm/ddpm.h"
 #include "ddpm/error.h"
-#include "ddpm/log.h"
-#include "ddpm/suggest.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "ddpm/log.h"
+#include "base/log.h"
 
 namespace ddpm::cli {
 

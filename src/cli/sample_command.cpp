@@ -1,25 +1,25 @@
-// `ddpm sample`: run the reverse chain from a checkpoint and write PNGs.
+// `ddpm sample`: run the reverse chain from a checkpoint and write PNGs, on the public API
+// (ddpm::Pipeline, ddpm.h) as a product would; this file adds the files it writes.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+#include "base/precision.h"
+#include "base/suggest.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/checkpoint.h"
-#include "ddpm/config_json.h"
-#include "ddpm/device.h"
+#include "config/sampler_kind.h"
+#include "ddpm/ddpm.h"
+#include "ddpm/ddpm_tensor.h"
 #include "ddpm/error.h"
-#include "ddpm/generation.h"
-#include "ddpm/guidance.h"
-#include "ddpm/image_io.h"
-#include "ddpm/log.h"
-#include "ddpm/model_source.h"
-#include "ddpm/sampler.h"
-#include "ddpm/unet.h"
-#include "ddpm/weights.h"
+#include "formats/image_io.h"
+#include "formats/weights.h"
 #include "progress.h"
-#include "sample_classes.h"
+#include "sample_output.h"
 
 namespace ddpm::cli {
 namespace {
@@ -47,8 +47,9 @@ std::vector<std::string> sample_overrides(const cxxopts::ParseResult& arguments)
 }
 
 // --noise FILE: x_T for images 0 .. N-1 of the shape the model makes, as a tensor saved by
-// torch.save. Checked whole before any sampling starts.
-torch::Tensor read_noise(const fs::path& file, const Config& config) {
+// torch.save, in SampleRequest::initial_noise's layout. Checked whole before any sampling starts.
+std::vector<float> read_noise(const fs::path& file, const Pipeline& pipeline,
+                              int64_t num_images) {
   const std::string what = "noise file '" + file.string() + "'";
   const c10::IValue value = read_pickle_file(file, what);
   if (!value.isTensor()) {
@@ -56,12 +57,12 @@ torch::Tensor read_noise(const fs::path& file, const Config& config) {
                                            "torch.save(torch.randn(N, C, H, W), path)");
   }
   const torch::Tensor noise = value.toTensor();
-  const std::vector<int64_t> image = {config.data.channels, config.data.height, config.data.width};
+  const std::vector<int64_t> image = {pipeline.channels(), pipeline.height(), pipeline.width()};
   const std::string wanted = "[N, " + std::to_string(image[0]) + ", " + std::to_string(image[1]) +
                              ", " + std::to_string(image[2]) + "] with N >= --num (" +
-                             std::to_string(config.sample.num_images) + ")";
+                             std::to_string(num_images) + ")";
   if (noise.dim() != 4 || noise.size(1) != image[0] || noise.size(2) != image[1] ||
-      noise.size(3) != image[2] || noise.size(0) < config.sample.num_images) {
+      noise.size(3) != image[2] || noise.size(0) < num_images) {
     throw Error(ErrorKind::runtime, what + " has shape " + c10::str(noise.sizes()) +
                                         "; this model samples " + wanted);
   }
@@ -69,112 +70,26 @@ torch::Tensor read_noise(const fs::path& file, const Config& config) {
     throw Error(ErrorKind::runtime, what + " holds " + std::string(c10::toString(
                                         noise.scalar_type())) + " values; x_T must be float32");
   }
-  const torch::Tensor values = noise.to(torch::kCPU, torch::kFloat32);
+  const torch::Tensor values = noise.to(torch::kCPU, torch::kFloat32).contiguous();
   if (!torch::isfinite(values).all().item<bool>()) {
     throw Error(ErrorKind::runtime, what + " holds NaN or infinite values");
   }
-  return values;
+  const float* data = values.data_ptr<float>();
+  return std::vector<float>(data, data + values.numel());
 }
 
-// --list-samplers: one line per sampler, what it is and what N steps cost.
-void print_samplers() {
-  std::printf("%-16s %-5s %-13s %-6s %-8s %s\n", "sampler", "order", "kind", "NFE", "karras",
-              "method");
-  for (const SamplerInfo& info : all_samplers()) {
-    const std::string kind = info.kind == SamplerKind::ddim ? "deterministic*"
-                             : info.stochastic            ? "stochastic"
-                                                          : "deterministic";
-    std::printf("%-16s %-5d %-13s %-6s %-8s %s\n", info.name.c_str(), info.order, kind.c_str(),
-                info.nfe.c_str(), info.sigma_space ? "yes" : "no", info.summary.c_str());
-  }
-  std::printf("\nN = --steps. * ddim is stochastic when --eta > 0. karras: takes --spacing karras "
-              "(Karras et al. 2022, rho = 7).\nSpacings: uniform, quadratic, leading, trailing, "
-              "linspace (diffusers' names and timesteps), karras.\n");
+// The request `ddpm sample`'s flags make: every flag as a key of the sample section, so that
+// a bad value is refused as the config would refuse it.
+SampleRequest sample_request(const cxxopts::ParseResult& arguments) {
+  SampleRequest request;
+  request.num_images = 0;  // the model's sample.num_images unless --num sets it
+  request.overrides = sample_overrides(arguments);
+  if (arguments.count("class")) request.classes = arguments["class"].as<std::vector<std::string>>();
+  return request;
 }
 
-}  // namespace
-
-int run_sample(int argc, char** argv) {
-  cxxopts::Options options(
-      "ddpm sample",
-      "Samples images from a checkpoint (EMA weights unless --no-ema) and writes "
-      "sample_00000.png, ... with the sampling parameters in each PNG's text metadata. Image k "
-      "depends only on the seed and k, not on the batch size. Defaults come from the "
-      "checkpoint's config (its sample section), then these flags.");
-  options.add_options()("checkpoint",
-                        "checkpoint file, run directory (its latest) or diffusers model folder",
-                        cxxopts::value<std::string>())(
-      "o,out", "output folder", cxxopts::value<std::string>())(
-      "num", "number of images (sample.num_images)", cxxopts::value<std::string>())(
-      "batch", "images per batch (sample.batch_size)", cxxopts::value<std::string>())(
-      "sampler",
-      "ddpm, ddim, euler, euler_ancestral, heun, dpmpp_2m or dpmpp_2m_sde (sample.sampler; "
-      "--list-samplers describes them)",
-      cxxopts::value<std::string>())(
-      "steps", "reverse steps; fewer than T respaces (sample.steps)",
-      cxxopts::value<std::string>())(
-      "spacing", "uniform, quadratic, leading, trailing, linspace or karras (sample.spacing)",
-      cxxopts::value<std::string>())("eta", "DDIM eta (sample.eta)", cxxopts::value<std::string>())(
-      "list-samplers", "print the samplers with their order, kind and cost, then exit")(
-      "seed", "random seed (sample.seed)", cxxopts::value<std::string>())(
-      "class",
-      "a class-conditional model: sample this class, by name or index (repeatable: the "
-      "classes in turn; default: every class in turn)",
-      cxxopts::value<std::vector<std::string>>())(
-      "guidance",
-      "classifier-free guidance W: eps = eps_u + W (eps_c - eps_u); 1: the conditional model "
-      "alone, 0: unconditional (sample.guidance)",
-      cxxopts::value<std::string>())(
-      "precision",
-      "fp32, bf16 or fp16: the network under autocast (sample.precision): bf16 on A100/H100 "
-      "and newer GPUs, fp16 on V100/T4; fp32 on the CPU",
-      cxxopts::value<std::string>())(
-      "noise", "x_T of image k from row k of this tensor [N, C, H, W] (saved by torch.save)",
-      cxxopts::value<std::string>())(
-      "grid", "also write all images as one grid PNG to this file", cxxopts::value<std::string>())(
-      "trajectory", "write trajectory.png: each image's predicted x0 every K steps",
-      cxxopts::value<int>())("no-ema", "use the raw weights instead of the EMA")(
-      "overwrite", "replace existing output files")(
-      "set", "override a config key, e.g. --set sample.variance=fixed_small (repeatable)",
-      cxxopts::value<std::vector<std::string>>())("device", "auto, cpu, cuda or cuda:N",
-                                                  cxxopts::value<std::string>()->default_value(
-                                                      "auto"));
-  const auto parsed = parse_command(options, argc, argv, false);
-  if (!parsed) return 0;
-  const cxxopts::ParseResult& arguments = *parsed;
-  if (arguments.count("list-samplers")) {
-    print_samplers();
-    return 0;
-  }
-  if (!arguments.count("checkpoint") || !arguments.count("out")) {
-    throw Error(ErrorKind::usage, "ddpm sample needs --checkpoint FILE_OR_RUN_DIR and --out DIR");
-  }
-
-  const ModelSource source = load_model_source(arguments["checkpoint"].as<std::string>());
-  for (const auto& warning : source.warnings) log::warn(warning);
-  const fs::path& checkpoint = source.path;
-  const Config config = sampling_config(source.config, sample_overrides(arguments));
-  const SampleConfig& sample = config.sample;
-  const torch::Tensor noise =
-      arguments.count("noise") ? read_noise(arguments["noise"].as<std::string>(), config)
-                               : torch::Tensor();
-
-  const SampleClasses classes = plan_sample_classes(
-      arguments.count("class") ? arguments["class"].as<std::vector<std::string>>()
-                               : std::vector<std::string>{},
-      config, sample.num_images);
-  const bool guided = !classes.labels.empty();
-
-  const fs::path out = arguments["out"].as<std::string>();
-  const bool overwrite = arguments.count("overwrite") > 0;
-  const int trajectory_every = arguments.count("trajectory") ? arguments["trajectory"].as<int>() : 0;
-  if (trajectory_every < 0) throw Error(ErrorKind::usage, "--trajectory must be >= 1");
-  std::vector<fs::path> outputs;
-  for (int64_t index = 0; index < sample.num_images; ++index) {
-    outputs.push_back(sample_file(out, classes, config, index));
-  }
-  if (arguments.count("grid")) outputs.push_back(arguments["grid"].as<std::string>());
-  if (trajectory_every > 0) outputs.push_back(out / "trajectory.png");
+// Refuses to replace a file without --overwrite, then makes the folders the files go in.
+void prepare_outputs(const std::vector<fs::path>& outputs, bool overwrite) {
   if (!overwrite) {
     for (const auto& file : outputs) {
       if (fs::exists(file)) {
@@ -193,95 +108,211 @@ int run_sample(int argc, char** argv) {
                                           "': " + error.message());
     }
   }
+}
 
-  const torch::Device device = resolve_device(arguments["device"].as<std::string>());
-  const bool use_ema = !arguments.count("no-ema");
-  if (!use_ema && source.diffusers) {
-    log::warn("--no-ema: a diffusers folder holds one set of weights; sampling with those");
-  }
-  SamplingModel model = load_sampling_model(source, config, device, use_ema);
-  const SamplerOptions sampler = sampler_options(sample, config.diffusion);
-  validate_sampler_options(sampler, model.schedule.timesteps());  // before any model call
-  const int evaluations = sampler_evaluations(sampler.kind, sample.steps);
-  log::info("sampling " + std::to_string(sample.num_images) + " images with " +
-            sampler_name(sampler.kind) + ", " + std::to_string(sample.steps) + " steps (" +
-            sample.spacing + " spacing, " + std::to_string(evaluations) +
-            " network evaluations per image), from " +
-            checkpoint.string() +
-            (source.diffusers ? std::string(" (diffusers)")
-                              : " (step " + std::to_string(source.step) +
-                                    (use_ema ? ", EMA" : ", raw weights") + ")") +
-            (noise.defined() ? ", x_T from --noise" : "") + " on " + describe_device(device));
-  if (guided) {
+void log_plan(const Pipeline& pipeline, const SamplePlan& plan, bool given_noise) {
+  const std::string weights = pipeline.weights();
+  log::info("sampling " + std::to_string(plan.num_images) + " images with " + plan.sampler +
+            ", " + std::to_string(plan.steps) + " steps (" + plan.spacing + " spacing, " +
+            std::to_string(plan.network_evaluations) +
+            " network evaluations per image), from " + pipeline.source_path() +
+            (weights == "diffusers"
+                 ? std::string(" (diffusers)")
+                 : " (step " + std::to_string(pipeline.step()) +
+                       (weights == "ema" ? ", EMA" : ", raw weights") + ")") +
+            (given_noise ? ", x_T from --noise" : "") + " on " + pipeline.device_description());
+  if (!plan.image_classes.empty()) {
     std::string names;
-    for (int64_t label : classes.classes) names += " " + class_name(config, label);
-    log::info("classes" + names + " in turn, guidance " +
-              nlohmann::json(sample.guidance).dump() +
-              (sample.guidance == 1.0 || sample.guidance == 0.0
+    for (int64_t label : plan.classes) names += " " + pipeline.class_names()[label];
+    log::info("classes" + names + " in turn, guidance " + nlohmann::json(plan.guidance).dump() +
+              (plan.guidance == 1.0 || plan.guidance == 0.0
                    ? ""
                    : " (each evaluation runs the conditional and unconditional model as one "
                      "batch of twice the images)"));
   }
+  if (plan.precision != "fp32" && !pipeline.device().starts_with("cuda")) {
+    log::warn("sample.precision " + plan.precision +
+              " on the CPU: autocast runs there, but it is rarely faster than fp32 (bf16 can be, "
+              "on processors with AMX)");
+  }
+}
 
-  std::vector<std::pair<std::string, std::string>> metadata = {
-      {"checkpoint", checkpoint.string()},    {"step", std::to_string(source.step)},
-      {"weights", source.diffusers ? "diffusers" : use_ema ? "ema" : "raw"},
-      {"sampler", sampler_name(sampler.kind)},
-      {"steps", std::to_string(sample.steps)}, {"nfe", std::to_string(evaluations)},
-      {"spacing", sample.spacing},
-      {"clip_denoised", sample.clip_denoised ? "true" : "false"},
-      {"seed", std::to_string(sample.seed)}};
-  if (sampler.kind == SamplerKind::ddim) {
-    metadata.emplace_back("eta", nlohmann::json(sample.eta).dump());
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+// The sampling parameters every PNG (and the grid) carries in its text metadata.
+Metadata sample_metadata(const Pipeline& pipeline, const SamplePlan& plan,
+                         const cxxopts::ParseResult& arguments) {
+  Metadata metadata = {{"checkpoint", pipeline.source_path()},
+                       {"step", std::to_string(pipeline.step())},
+                       {"weights", pipeline.weights()},
+                       {"sampler", plan.sampler},
+                       {"steps", std::to_string(plan.steps)},
+                       {"nfe", std::to_string(plan.network_evaluations)},
+                       {"spacing", plan.spacing},
+                       {"clip_denoised", plan.clip_denoised ? "true" : "false"},
+                       {"seed", std::to_string(plan.seed)}};
+  if (plan.sampler == "ddim") metadata.emplace_back("eta", nlohmann::json(plan.eta).dump());
+  if (plan.sampler == "ddpm") metadata.emplace_back("variance", plan.variance);
+  if (arguments.count("noise")) {
+    metadata.emplace_back("noise", arguments["noise"].as<std::string>());
   }
-  if (sampler.kind == SamplerKind::ddpm) metadata.emplace_back("variance", sample.variance);
-  if (noise.defined()) metadata.emplace_back("noise", arguments["noise"].as<std::string>());
-  if (guided) metadata.emplace_back("guidance", nlohmann::json(sample.guidance).dump());
-  if (sample.precision != "fp32") {
-    metadata.emplace_back("precision", sample.precision);
-    if (!device.is_cuda()) {
-      log::warn("sample.precision " + sample.precision +
-                " on the CPU: autocast runs there, but it is rarely faster than fp32 (bf16 can be, "
-                "on processors with AMX)");
-    }
+  if (!plan.image_classes.empty()) {
+    metadata.emplace_back("guidance", nlohmann::json(plan.guidance).dump());
   }
-  std::vector<torch::Tensor> all_images, trajectory;
-  ProgressDisplay display("sampling step", std::max(1, sample.steps / 10));
+  if (plan.precision != "fp32") metadata.emplace_back("precision", plan.precision);
+  return metadata;
+}
+
+// One image's metadata: the sample's, its index and, for a class-conditional model, its class.
+Metadata image_metadata(Metadata metadata, const Pipeline& pipeline, const SamplePlan& plan,
+                        int64_t index) {
+  metadata.emplace_back("index", std::to_string(index));
+  if (!plan.image_classes.empty()) {
+    const int64_t label = plan.image_classes[index];
+    metadata.emplace_back("class", pipeline.class_names()[label]);
+    metadata.emplace_back("class_index", std::to_string(label));
+  }
+  return metadata;
+}
+
+// --list-samplers: one line per sampler, what it is and what N steps cost.
+void print_samplers() {
+  std::printf("%-16s %-5s %-13s %-6s %-8s %s\n", "sampler", "order", "kind", "NFE", "karras",
+              "method");
+  for (const SamplerInfo& info : all_samplers()) {
+    const std::string kind = info.kind == SamplerKind::ddim ? "deterministic*"
+                             : info.stochastic            ? "stochastic"
+                                                          : "deterministic";
+    std::printf("%-16s %-5d %-13s %-6s %-8s %s\n", info.name.c_str(), info.order, kind.c_str(),
+                info.nfe.c_str(), info.sigma_space ? "yes" : "no", info.summary.c_str());
+  }
+  std::vector<std::string> diffusers_spacings = spacing_names();
+  std::erase(diffusers_spacings, "karras");
+  std::printf("\nN = --steps. * ddim is stochastic when --eta > 0. karras: takes --spacing karras "
+              "(Karras et al. 2022, rho = 7).\nSpacings: %s (diffusers' names and timesteps), "
+              "karras.\n",
+              choice_list(diffusers_spacings, "and").c_str());
+}
+
+cxxopts::Options sample_options() {
+  cxxopts::Options options(
+      "ddpm sample",
+      "Samples images from a checkpoint (EMA weights unless --no-ema) and writes "
+      "sample_00000.png, ... with the sampling parameters in each PNG's text metadata. Image k "
+      "depends only on the seed and k, not on the batch size. Defaults come from the "
+      "checkpoint's config (its sample section), then these flags.");
+  options.add_options()("checkpoint",
+                        "checkpoint file, run directory (its latest) or diffusers model folder",
+                        cxxopts::value<std::string>())(
+      "o,out", "output folder", cxxopts::value<std::string>())(
+      "num", "number of images (sample.num_images)", cxxopts::value<std::string>())(
+      "batch", "images per batch (sample.batch_size)", cxxopts::value<std::string>())(
+      "sampler",
+      choice_list(sampler_names()) + " (sample.sampler; --list-samplers describes them)",
+      cxxopts::value<std::string>())(
+      "steps", "reverse steps; fewer than T respaces (sample.steps)",
+      cxxopts::value<std::string>())(
+      "spacing", choice_list(spacing_names()) + " (sample.spacing)",
+      cxxopts::value<std::string>())("eta", "DDIM eta (sample.eta)", cxxopts::value<std::string>())(
+      "list-samplers", "print the samplers with their order, kind and cost, then exit")(
+      "seed", "random seed (sample.seed)", cxxopts::value<std::string>())(
+      "class",
+      "a class-conditional model: sample this class, by name or index (repeatable: the "
+      "classes in turn; default: every class in turn)",
+      cxxopts::value<std::vector<std::string>>())(
+      "guidance",
+      "classifier-free guidance W: eps = eps_u + W (eps_c - eps_u); 1: the conditional model "
+      "alone, 0: unconditional (sample.guidance)",
+      cxxopts::value<std::string>())(
+      "precision",
+      choice_list(precision_names()) +
+          ": the network under autocast (sample.precision): bf16 on A100/H100 and newer GPUs, "
+          "fp16 on V100/T4; fp32 on the CPU",
+      cxxopts::value<std::string>())(
+      "noise", "x_T of image k from row k of this tensor [N, C, H, W] (saved by torch.save)",
+      cxxopts::value<std::string>())(
+      "grid", "also write all images as one grid PNG to this file", cxxopts::value<std::string>())(
+      "trajectory", "write trajectory.png: each image's predicted x0 every K steps",
+      cxxopts::value<int>())("no-ema", "use the raw weights instead of the EMA")(
+      "overwrite", "replace existing output files")(
+      "set", "override a key of the sample section, e.g. --set sample.variance=fixed_small "
+             "(repeatable)",
+      cxxopts::value<std::vector<std::string>>())("device", "auto, cpu, cuda or cuda:N",
+                                                  cxxopts::value<std::string>()->default_value(
+                                                      "auto"));
+  return options;
+}
+
+}  // namespace
+
+int run_sample(int argc, char** argv) {
+  cxxopts::Options options = sample_options();
+  const auto parsed = parse_command(options, argc, argv, false);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
+  if (arguments.count("list-samplers")) {
+    print_samplers();
+    return 0;
+  }
+  if (!arguments.count("checkpoint") || !arguments.count("out")) {
+    throw Error(ErrorKind::usage, "ddpm sample needs --checkpoint FILE_OR_RUN_DIR and --out DIR");
+  }
+
+  const fs::path out = arguments["out"].as<std::string>();
+  const int trajectory_every =
+      arguments.count("trajectory") ? arguments["trajectory"].as<int>() : 0;
+  if (trajectory_every < 0) throw Error(ErrorKind::usage, "--trajectory must be >= 1");
+  const bool use_ema = !arguments.count("no-ema");
+  const Pipeline pipeline = Pipeline::load(arguments["checkpoint"].as<std::string>(),
+                                           arguments["device"].as<std::string>(), use_ema);
+  if (!use_ema && pipeline.weights() == "diffusers") {
+    log::warn("--no-ema: a diffusers folder holds one set of weights; sampling with those");
+  }
+  SampleRequest request = sample_request(arguments);
+  const SamplePlan plan = pipeline.plan(request);  // every refusal before any network call
+  if (arguments.count("noise")) {
+    request.initial_noise = read_noise(arguments["noise"].as<std::string>(), pipeline,
+                                       plan.num_images);
+  }
+  const SampleFiles files(out, plan, pipeline.class_names());
+  std::vector<fs::path> outputs = files.all();
+  if (arguments.count("grid")) outputs.push_back(arguments["grid"].as<std::string>());
+  if (trajectory_every > 0) outputs.push_back(out / "trajectory.png");
+  prepare_outputs(outputs, arguments.count("overwrite") > 0);
+  log_plan(pipeline, plan, !request.initial_noise.empty());
+  const Metadata metadata = sample_metadata(pipeline, plan, arguments);
+
+  std::vector<torch::Tensor> all_images, trajectory, frames;
+  ProgressDisplay display("sampling step", std::max(1, plan.steps / 10));
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t first = 0; first < sample.num_images; first += sample.batch_size) {
-    const int64_t count = std::min<int64_t>(sample.batch_size, sample.num_images - first);
-    std::vector<torch::Tensor> frames;
-    const SamplerCallback progress = [&](int step, int total, const torch::Tensor&,
-                                         const torch::Tensor& x0) {
-      const double elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      display.update(step + 1, total, elapsed,
-                     "images " + std::to_string(first) + "-" + std::to_string(first + count - 1));
-      if (trajectory_every > 0 && ((step + 1) % trajectory_every == 0 || step + 1 == total)) {
-        frames.push_back(x0.detach().cpu());
-      }
-    };
-    const torch::Tensor images =
-        sample_batch(model, config, sampler, classes.labels, first, count, noise, progress);
-    for (int64_t i = 0; i < count; ++i) {
-      auto text = metadata;
-      text.emplace_back("index", std::to_string(first + i));
-      if (guided) {
-        text.emplace_back("class", class_name(config, classes.labels[first + i]));
-        text.emplace_back("class_index", std::to_string(classes.labels[first + i]));
-      }
-      write_png(sample_file(out, classes, config, first + i), tensor_to_image(images[i]), text);
+  request.on_progress = [&](const SampleProgress& progress) {
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    display.update(progress.step, progress.steps_total, elapsed,
+                   "images " + std::to_string(progress.images_done) + "-" +
+                       std::to_string(progress.images_done + progress.batch_images - 1));
+  };
+  request.preview_every = trajectory_every;
+  request.on_preview = [&](const SamplePreview& preview) {
+    frames.push_back(torch::tensor(preview.x0).reshape(
+        {preview.count, pipeline.channels(), pipeline.height(), pipeline.width()}));
+  };
+  pipeline.generate_batches(request, [&](int64_t first, const torch::Tensor& images) {
+    for (int64_t i = 0; i < images.size(0); ++i) {
+      write_png(files.image(first + i), tensor_to_image(images[i]),
+                image_metadata(metadata, pipeline, plan, first + i));
     }
     if (arguments.count("grid")) all_images.push_back(images);
     if (!frames.empty()) trajectory.push_back(torch::stack(frames, 1));  // [B, frames, C, H, W]
-  }
+    frames.clear();
+  });
   display.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   if (arguments.count("grid")) {
     write_png(arguments["grid"].as<std::string>(),
-              sample_grid_image(torch::cat(all_images), classes), metadata);
+              sample_grid_image(torch::cat(all_images), plan), metadata);
   }
   if (!trajectory.empty()) {
     const auto strips = torch::cat(trajectory);  // one row per image, one column per frame
@@ -289,10 +320,10 @@ int run_sample(int argc, char** argv) {
               make_grid(strips.flatten(0, 1), static_cast<int>(strips.size(1))), metadata);
   }
   char rate[64];
-  std::snprintf(rate, sizeof rate, "%.2f images/s", double(sample.num_images) / seconds);
-  log::info("wrote " + std::to_string(sample.num_images) + " images to " + out.string() + " in " +
-            format_duration(seconds) + " (" + rate + "; " + sampler_name(sampler.kind) + ", " +
-            std::to_string(sample.steps) + " steps, " + std::to_string(evaluations) +
+  std::snprintf(rate, sizeof rate, "%.2f images/s", double(plan.num_images) / seconds);
+  log::info("wrote " + std::to_string(plan.num_images) + " images to " + out.string() + " in " +
+            format_duration(seconds) + " (" + rate + "; " + plan.sampler + ", " +
+            std::to_string(plan.steps) + " steps, " + std::to_string(plan.network_evaluations) +
             " network evaluations per image)");
   return 0;
 }

@@ -8,15 +8,13 @@
 #include <algorithm>
 #include <atomic>
 #include <iostream>
+#include <optional>
 
+#include "base/log.h"
 #include "commands.h"
 #include "common.h"
-#include "ddpm/config_json.h"
-#include "ddpm/distributed_env.h"
+#include "ddpm/ddpm.h"
 #include "ddpm/error.h"
-#include "ddpm/log.h"
-#include "ddpm/train_setup.h"
-#include "ddpm/trainer.h"
 #include "progress.h"
 
 namespace ddpm::cli {
@@ -110,42 +108,39 @@ int run_train(int argc, char** argv) {
   const auto text = [&](const char* flag) {
     return arguments.count(flag) ? arguments[flag].as<std::string>() : std::string();
   };
-  const TrainSetup setup = prepare_training(text("config"), overrides, text("data"), run_dir,
-                                            resume, text("init-from"));
-  const Config& config = setup.config;
-
+  TrainRequest request;
+  request.config_file = text("config");
+  request.overrides = overrides;
+  request.data = text("data");
+  request.run_dir = run_dir.string();
+  request.resume = resume;
+  request.init_from = text("init-from");
+  request.command_line = command_line(argc, argv);
+  request.stop = &stop_requested;
+  request.launcher_environment = true;  // one rank of torchrun's or srun's, or alone
+  std::optional<ProgressDisplay> display;
+  request.on_step = [&](const TrainStepReport& report) {
+    if (report.rank != 0) return;  // rank 0 speaks for the run
+    if (!display) display.emplace("step", report.log_every);
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.1f img/s", report.loss, report.lr,
+                  report.images_per_second);
+    display->update(report.step, report.total, report.elapsed_seconds, detail,
+                    report.first_step);
+  };
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
-  ProgressDisplay display("step", config.train.log_every);
-  TrainRun run;
-  run.run_dir = run_dir;
-  run.resume = resume;
-  run.command_line = command_line(argc, argv);
-  run.stop_requested = &stop_requested;
-  run.distributed = read_distributed_env();
-  attach_init_weights(setup, run);
-  log::set_rank(run.distributed.rank);
-  const bool main_rank = run.distributed.rank == 0;
-  if (main_rank) {
-    run.on_progress = [&](const TrainProgress& progress) {
-      char detail[96];
-      std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.1f img/s", progress.loss,
-                    progress.lr, progress.images_per_second);
-      display.update(progress.step, progress.total, progress.elapsed_seconds, detail,
-                     progress.first_step);
-    };
-  }
-  const TrainSummary summary = train(config, run);
-  display.finish();
-  if (summary.interrupted && !main_rank) return 130;
-  if (summary.interrupted) {
-    log::warn("interrupted at step " + std::to_string(summary.last_step) + "; checkpoint " +
-              summary.last_checkpoint.string() + ". Continue with: ddpm train --out " +
-              run_dir.string() + " --resume");
+  const TrainReport report = train_model(request);
+  if (display) display->finish();
+  if (report.stopped && report.rank != 0) return 130;
+  if (report.stopped) {
+    log::warn("interrupted at step " + std::to_string(report.last_step) + "; checkpoint " +
+              report.last_checkpoint + ". Continue with: ddpm train --out " + run_dir.string() +
+              " --resume");
     return 130;
   }
-  log::info("done: " + std::to_string(summary.last_step) + " steps; checkpoint " +
-            summary.last_checkpoint.string() + "; samples in " + (run_dir / "samples").string());
+  log::info("done: " + std::to_string(report.last_step) + " steps; checkpoint " +
+            report.last_checkpoint + "; samples in " + (run_dir / "samples").string());
   return 0;
 }
 

@@ -12,15 +12,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ddpm/checkpoint.h"
-#include "ddpm/config_json.h"
-#include "ddpm/diffusers_config.h"
-#include "ddpm/diffusers_json.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
-#include "ddpm/feature_stats.h"
-#include "ddpm/image_io.h"
-#include "ddpm/safetensors.h"
-#include "ddpm/safetensors_header.h"
+#include "eval/feature_stats.h"
+#include "formats/checkpoint.h"
+#include "formats/diffusers_json.h"
+#include "formats/image_io.h"
+#include "formats/safetensors.h"
+#include "formats/safetensors_header.h"
+#include "interop/diffusers_config.h"
 
 namespace ddpm::fuzz {
 namespace {

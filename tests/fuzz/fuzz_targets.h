@@ -2,7 +2,7 @@
 // give a result or throw ddpm::Error. Anything else is a bug: another exception (a broken
 // property throws std::logic_error), a crash, a sanitizer report, or an allocation of a size
 // the input only claims. fuzz_main.cpp makes a libFuzzer executable of each (DDPM_FUZZ, run by
-// scripts/fuzz.sh); the unit test FuzzRegressions runs each on the files it keeps.
+// dev/fuzz.sh); the unit test FuzzRegressions runs each on the files it keeps.
 #pragma once
 
 #include <string_view>

@@ -3,7 +3,7 @@
 // Usage: checkpoint_writer PATH
 #include <iostream>
 
-#include "ddpm/checkpoint.h"
+#include "formats/checkpoint.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

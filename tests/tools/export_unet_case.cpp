@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <iostream>
 
-#include "ddpm/atomic_file.h"
-#include "ddpm/config_json.h"
-#include "ddpm/unet.h"
-#include "ddpm/weights.h"
+#include "base/atomic_file.h"
+#include "config/config_json.h"
+#include "formats/weights.h"
+#include "model/unet.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {

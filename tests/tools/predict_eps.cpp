@@ -7,10 +7,10 @@
 //   OUTPUT.pt the predicted noise [B, C, H, W]
 #include <iostream>
 
-#include "ddpm/config_json.h"
-#include "ddpm/model_source.h"
-#include "ddpm/unet.h"
-#include "ddpm/weights.h"
+#include "config/config_json.h"
+#include "formats/weights.h"
+#include "interop/model_source.h"
+#include "model/unet.h"
 
 int main(int argc, char** argv) {
   if (argc < 4) {

@@ -13,8 +13,8 @@
 #include <iostream>
 #include <map>
 
-#include "ddpm/safetensors.h"
-#include "ddpm/sampler.h"
+#include "diffusion/sampler.h"
+#include "formats/safetensors.h"
 
 namespace {
 

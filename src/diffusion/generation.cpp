@@ -1,0 +1,69 @@
+// The sampling core; see generation.h.
+#include "diffusion/generation.h"
+
+#include <algorithm>
+
+#include "diffusion/guidance.h"
+
+namespace ddpm {
+namespace {
+
+// Eval mode for a scope, then the model's mode before.
+class EvalMode {
+ public:
+  explicit EvalMode(UNet& model) : model_(model), was_training_(model->is_training()) {
+    model_->eval();
+  }
+  ~EvalMode() { model_->train(was_training_); }
+  EvalMode(const EvalMode&) = delete;
+  EvalMode& operator=(const EvalMode&) = delete;
+
+ private:
+  UNet& model_;
+  bool was_training_;
+};
+
+}  // namespace
+
+SampleSettings sample_settings(const Config& config) {
+  SampleSettings settings;
+  settings.solver = sampler_options(config.sample, config.diffusion);
+  settings.guidance = config.sample.guidance;
+  settings.precision = precision_from_name(config.sample.precision, "sample.precision");
+  settings.seed = config.sample.seed;
+  settings.batch_size = std::max(1, config.sample.batch_size);
+  settings.image_shape = {config.data.channels, config.data.height, config.data.width};
+  return settings;
+}
+
+torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
+                           const SampleSettings& settings, const SampleInputs& inputs,
+                           int64_t first, int64_t count, const SamplerCallback& callback) {
+  const EvalMode eval(model);
+  torch::InferenceMode inference;  // no autograd bookkeeping at all
+  const EpsilonPredictor predictor = guided_predictor(
+      model, label_slice(inputs.labels, first, count), settings.guidance, settings.precision);
+  const torch::Tensor x_T =
+      inputs.x_T.defined() ? inputs.x_T.slice(0, first, first + count) : inputs.x_T;
+  return sample_images(predictor, schedule, settings.solver, first, count, settings.image_shape,
+                       settings.seed, schedule.device(), callback, x_T)
+      .cpu();
+}
+
+void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings& settings,
+                const SampleInputs& inputs, int64_t num_images,
+                const std::function<void(int64_t first, const torch::Tensor& images)>& take,
+                const BatchStepCallback& on_step) {
+  for (int64_t first = 0; first < num_images; first += settings.batch_size) {
+    const int64_t count = std::min(settings.batch_size, num_images - first);
+    SamplerCallback callback;
+    if (on_step) {
+      callback = [&](int step, int total, const torch::Tensor& x, const torch::Tensor& x0) {
+        on_step(first, count, step, total, x, x0);
+      };
+    }
+    take(first, sample_batch(model, schedule, settings, inputs, first, count, callback));
+  }
+}
+
+}  // namespace ddpm

@@ -1,0 +1,63 @@
+// The one sampling core: every path that samples images from a model runs through here —
+// `ddpm sample`, ddpm::Pipeline (ddpm.h), the training run's sample grids and its evaluation.
+// Image k of a seed is the same image whichever of them makes it, in whatever batches.
+//
+// A request is typed settings (which solver, guidance, precision, seed, batch size, the image
+// shape) plus per-image inputs (the class of each image, an x_T to start from). A new way to
+// start the chain (an init image, a mask, a noise level) is a new field of SampleInputs, used
+// in sample_batch(); every caller gets it at once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "base/precision.h"
+#include "config/config.h"
+#include "diffusion/sampler.h"
+#include "diffusion/schedule.h"
+#include "model/unet.h"
+
+namespace ddpm {
+
+// How to sample, typed: the config's sample section (and the prediction type and image shape)
+// parsed once.
+struct SampleSettings {
+  SamplerOptions solver;
+  double guidance = 1.0;  // classifier-free guidance W (guidance.h)
+  Precision precision = Precision::fp32;
+  uint64_t seed = 0;
+  int64_t batch_size = 1;            // images per network call
+  std::vector<int64_t> image_shape;  // [C, H, W]
+};
+// Throws ddpm::Error (config, naming the key) for an unknown sampler, spacing or precision.
+SampleSettings sample_settings(const Config& config);
+
+// What the chain starts from, per image of the request (row or entry k for image k).
+struct SampleInputs {
+  std::vector<int64_t> labels;  // the class of every image (plan_sample_classes); empty: none
+  torch::Tensor x_T;            // [N, C, H, W] float32 on the CPU; undefined: drawn from the seed
+};
+
+// Images first .. first + count - 1 of a request, as float32 [count, C, H, W] in [-1, 1] on the
+// CPU. `model` runs in eval mode and goes back to its mode after; `schedule` is on the device
+// the chain runs on. `callback` sees every reverse step.
+torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
+                           const SampleSettings& settings, const SampleInputs& inputs,
+                           int64_t first, int64_t count, const SamplerCallback& callback = {});
+
+// Called after every reverse step of the batch of images first .. first + count - 1.
+using BatchStepCallback = std::function<void(int64_t first, int64_t count, int step, int total,
+                                             const torch::Tensor& x, const torch::Tensor& x0)>;
+
+// All `num_images` images of a request, settings.batch_size at a time: `take(first, images)`
+// gets each batch as sample_batch returns it, in order.
+void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings& settings,
+                const SampleInputs& inputs, int64_t num_images,
+                const std::function<void(int64_t first, const torch::Tensor& images)>& take,
+                const BatchStepCallback& on_step = {});
+
+}  // namespace ddpm

@@ -1,0 +1,83 @@
+// Sampling: the reverse chain from pure noise x_T to an image x_0, over an EpsilonPredictor (the
+// UNet, or a closed-form model in tests). One loop (run_sampler) runs any solver of
+// src/diffusion/solvers/ over the TimestepGrid that sample.spacing gives (timestep_grid.h):
+//   - ddpm: ancestral sampling (Ho et al. 2020, Algorithm 2), sigma_t^2 = beta_t or beta~_t,
+//     respaced (Nichol & Dhariwal 2021, improved-diffusion's respace.py) when steps < T;
+//   - ddim: DDIM (Song et al. 2020, eq. 12), deterministic for eta = 0;
+//   - euler, euler_ancestral, heun: the sigma-space samplers of Karras et al. 2022;
+//   - dpmpp_2m, dpmpp_2m_sde: DPM-Solver++(2M) and its SDE variant (Lu et al. 2022b).
+// sampler_kind.h lists each with its order and cost. Timesteps are 0-based (see schedule.h):
+// the model is always called with timesteps of the original T-step schedule (fractional ones
+// for some sigma-space spacings). All per-step coefficients are computed in float64.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "config/config.h"
+#include "config/sampler_kind.h"
+#include "diffusion/loss.h"
+#include "diffusion/prediction.h"
+#include "diffusion/schedule.h"
+#include "diffusion/timestep_grid.h"
+
+namespace ddpm {
+
+struct SamplerOptions {
+  SamplerKind kind = SamplerKind::ddpm;
+  int steps = 1000;                      // reverse steps; < T: respaced (DDPM) or skipping
+  double eta = 0.0;                      // DDIM only: 0 deterministic, 1 DDPM-like noise
+  std::string variance = "fixed_large";  // DDPM only: fixed_large (beta_t) | fixed_small (beta~_t)
+  std::string spacing = "uniform";       // a spacing_names() name, see timestep_grid()
+  bool clip_denoised = true;             // clip every predicted x0 to [-1, 1]
+  // What the model returns (diffusion.prediction); run_sampler converts it to eps at each
+  // grid point's alpha_bar, so every sampler works with every prediction type.
+  Prediction prediction = Prediction::eps;
+};
+
+SamplerOptions sampler_options(const SampleConfig& sample, const DiffusionConfig& diffusion);
+
+// Throws ddpm::Error (config, naming the sample.* key) unless the steps fit the grid (see
+// timestep_grid()), eta >= 0 (and 0 for every sampler but ddim), variance and spacing are known
+// names, and the spacing suits the sampler (karras: sigma-space ones). run_sampler() calls it.
+void validate_sampler_options(const SamplerOptions& options, int64_t timesteps);
+
+// Called after each reverse step with (step, total, the new x, the predicted x0 (clipped when
+// clip_denoised)); step counts 0 .. total-1 in the order the chain runs, so step total-1 gives
+// the final image.
+using SamplerCallback =
+    std::function<void(int step, int total, const torch::Tensor& x, const torch::Tensor& x0)>;
+
+// Runs the reverse chain from x_T = noise ([B, C, H, W], float32 or float64, on the model's
+// device) to x_0, which it returns (not clipped to [-1, 1]; every sampler's last step returns its
+// predicted x0, clipped when clip_denoised). `noise_for_step(step)` returns the fresh
+// standard-normal z (shaped like x) of a step; it is called once for each step that adds noise,
+// in order: every step but the last of ddpm, euler_ancestral and dpmpp_2m_sde, and of ddim when
+// eta > 0; never for the deterministic samplers. Makes sampler_evaluations() model calls. Runs
+// without autograd.
+torch::Tensor run_sampler(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                          const SamplerOptions& options, torch::Tensor x_T,
+                          const std::function<torch::Tensor(int step)>& noise_for_step,
+                          const SamplerCallback& callback = {});
+
+// The seed of image `index` of a run seeded with `seed`: splitmix64(splitmix64(seed) + index).
+uint64_t image_seed(uint64_t seed, int64_t index);
+
+// Samples images first_index .. first_index + count - 1 ([count, C, H, W] float32 on `device`)
+// so that image k is the same whatever batch it is generated in: its x_T and then every step's
+// z are drawn, in that order, from its own CPU generator seeded with image_seed(seed, k), then
+// moved to `device`. Bit-identical across batch splits as long as the model's output for one image
+// does not depend on its batch (convolution kernels chosen by batch size may change last bits).
+// A given `x_T` ([count, C, H, W], float32) replaces the drawn x_T; every step's z is still drawn
+// as above, so passing the x_T the generators would draw changes nothing.
+torch::Tensor sample_images(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                            const SamplerOptions& options, int64_t first_index, int64_t count,
+                            std::vector<int64_t> image_shape, uint64_t seed, torch::Device device,
+                            const SamplerCallback& callback = {},
+                            const torch::Tensor& x_T = {});
+
+}  // namespace ddpm

@@ -1,0 +1,35 @@
+// The weights a command starts from, wherever they are: a ddpm checkpoint file, a run directory
+// (its latest checkpoint), or a diffusers folder in either layout (diffusers_folder.h). `ddpm
+// sample --checkpoint`, `ddpm train --init-from`, `ddpm export --checkpoint` and `ddpm config
+// --checkpoint` all read through here, so each takes all three.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/checkpoint.h"
+
+namespace ddpm {
+
+struct ModelSource {
+  std::filesystem::path path;    // the checkpoint file or the diffusers folder read
+  bool diffusers = false;        // a diffusers folder: one set of weights, no training state
+  nlohmann::json config;         // the resolved config
+  TensorMap model, ema;          // the raw and EMA weights (the same tensors for diffusers)
+  int64_t step = 0;              // the checkpoint's step (0 for a diffusers folder)
+  std::string origin;            // where the weights came from (see TrainingState::source)
+  std::vector<std::string> warnings;  // diffusers fields read but not applied
+};
+
+// Throws ddpm::Error naming the path when it does not exist, is neither a checkpoint, a run
+// directory nor a diffusers folder, or is any of them but unreadable.
+ModelSource load_model_source(const std::filesystem::path& path);
+
+// What `ddpm import` writes: a checkpoint at step 0 with the source's config, its weights as
+// both model and EMA, no optimizer or generator state, and the source recorded.
+TrainingState imported_checkpoint(const ModelSource& source);
+
+}  // namespace ddpm

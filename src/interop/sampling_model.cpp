@@ -1,0 +1,59 @@
+// Loading a model for sampling; see sampling_model.h.
+#include "interop/sampling_model.h"
+
+#include "base/device.h"
+#include "base/log.h"
+#include "config/config_json.h"
+#include "config/sampler_kind.h"
+#include "formats/weights.h"
+
+namespace ddpm {
+namespace {
+
+// Whether an override assigns sample.<key>.
+bool assigns(const std::vector<std::string>& overrides, const std::string& key) {
+  const std::string prefix = "sample." + key + "=";
+  for (const std::string& assignment : overrides) {
+    if (assignment.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Config sampling_config(nlohmann::json config, const std::vector<std::string>& overrides) {
+  const bool inherits = config.contains("sample");  // the checkpoint has sample settings
+  for (const std::string& assignment : overrides) apply_override(config, assignment);
+  if (assigns(overrides, "sampler") && inherits) {
+    const std::string name = config["sample"].value("sampler", "");
+    const SamplerInfo& info = sampler_info(sampler_from_name(name));
+    nlohmann::json& sample = config["sample"];
+    if (sample.value("spacing", "") == "karras" && !info.sigma_space &&
+        !assigns(overrides, "spacing")) {
+      log::info("the checkpoint's sample.spacing karras does not suit " + info.name +
+                "; using uniform (pass --spacing to choose)");
+      sample["spacing"] = "uniform";
+    }
+    if (sample.value("eta", 0.0) != 0.0 && info.kind != SamplerKind::ddim &&
+        !assigns(overrides, "eta")) {
+      log::info("the checkpoint's sample.eta applies to ddim only; " + info.name +
+                " runs without");
+      sample["eta"] = 0.0;
+    }
+  }
+  return config_from_json(config);
+}
+
+SamplingModel load_sampling_model(const ModelSource& source, const Config& config,
+                                  torch::Device device, bool use_ema) {
+  UNet model(config.model, config.data);
+  load_state_dict(*model, use_ema ? source.ema : source.model,
+                  "'" + source.path.string() + "'");
+  model->to(device);
+  model->set_channels_last(prefers_channels_last(device));
+  model->eval();
+  return SamplingModel{model, NoiseSchedule(config.diffusion).to(device), device,
+                       use_ema || source.diffusers};
+}
+
+}  // namespace ddpm

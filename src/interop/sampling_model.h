@@ -1,0 +1,36 @@
+// A model loaded for sampling from wherever its weights are (model_source.h), with its config
+// and the sample settings a request overrides: what `ddpm sample` and ddpm::Pipeline load
+// before they call the sampling core (diffusion/generation.h).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "config/config.h"
+#include "diffusion/schedule.h"
+#include "interop/model_source.h"
+#include "model/unet.h"
+
+namespace ddpm {
+
+// The model's config with `overrides` ("sample.steps=20", any key) applied, parsed and
+// validated. When they change the sampler, a spacing or eta the config inherited that the new
+// sampler cannot take (karras for ddpm or ddim, eta for anything but ddim) gives way to the
+// default, with a note in the log; values the overrides set themselves are left to the checks.
+Config sampling_config(nlohmann::json config, const std::vector<std::string>& overrides);
+
+// A model on a device, ready to sample: its weights (EMA or raw) in a UNet in eval mode,
+// channels-last where that pays, and its noise schedule (on the same device).
+struct SamplingModel {
+  UNet model;
+  NoiseSchedule schedule;
+  torch::Device device;
+  bool ema;  // false: the raw weights (a diffusers folder has only one set)
+};
+SamplingModel load_sampling_model(const ModelSource& source, const Config& config,
+                                  torch::Device device, bool use_ema);
+
+}  // namespace ddpm

@@ -1,0 +1,183 @@
+// One optimisation step; see train_step.h.
+#include "train/train_step.h"
+
+#include <cmath>
+#include <limits>
+
+#include "base/seed_mix.h"
+#include "ddpm/error.h"
+#include "train/fused_adam.h"
+
+namespace ddpm {
+namespace {
+
+// The gradients of the parameters that have one.
+std::vector<torch::Tensor> gradients_of(const std::vector<torch::Tensor>& parameters) {
+  std::vector<torch::Tensor> gradients;
+  for (const auto& parameter : parameters) {
+    if (parameter.grad().defined()) gradients.push_back(parameter.grad());
+  }
+  return gradients;
+}
+
+// The global L2 norm of the gradients (before clipping, a float32 scalar on their device), after
+// scaling them down to max_norm when above it: torch.nn.utils.clip_grad_norm_'s arithmetic
+// (coefficient max_norm / (norm + 1e-6) clamped to 1), with multi-tensor kernels and without
+// reading the norm on the host.
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& gradients, double max_norm) {
+  torch::NoGradGuard no_grad;
+  if (gradients.empty()) return torch::zeros({});
+  const torch::Tensor total =
+      at::linalg_vector_norm(at::stack(at::_foreach_norm(gradients, 2)), 2).to(torch::kFloat);
+  if (std::isfinite(max_norm)) {
+    at::_foreach_mul_(gradients, (max_norm / (total + 1e-6)).clamp_max(1.0));
+  }
+  return total;
+}
+
+}  // namespace
+
+torch::Tensor drop_classes(const torch::Tensor& labels, double p, int64_t no_class,
+                           const NoiseKey& noise) {
+  torch::Tensor result = labels.to(torch::kCPU, torch::kLong).clone();
+  int64_t* values = result.data_ptr<int64_t>();
+  const uint64_t base =
+      splitmix64(splitmix64(noise.seed ^ 0x636C617373ULL) ^ static_cast<uint64_t>(noise.step));
+  for (int64_t i = 0; i < result.numel(); ++i) {
+    const uint64_t h = splitmix64(base ^ static_cast<uint64_t>(noise.first_example + i));
+    if (double(h >> 11) * 0x1.0p-53 < p) values[i] = no_class;  // uniform in [0, 1)
+  }
+  return result;
+}
+
+double learning_rate(const TrainConfig& train, int64_t step) {
+  if (train.warmup_steps <= 0) return train.lr;
+  return train.lr * std::min(1.0, double(step + 1) / double(train.warmup_steps));
+}
+
+LossScalerOptions loss_scaler_options(const TrainConfig& train) {
+  return {train.loss_scale_init, train.loss_scale_growth, train.loss_scale_backoff,
+          train.loss_scale_interval, train.loss_scale_min};
+}
+
+LossOptions loss_options(const Config& config) {
+  return {prediction_from_name(config.diffusion.prediction),
+          config.train.loss_weighting == "min_snr", config.train.min_snr_gamma};
+}
+
+TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
+                     const TrainConfig& options, const LossOptions& loss, Precision precision,
+                     ProcessGroup* group)
+    : model_(model),
+      schedule_(schedule),
+      options_(options),
+      precision_(precision),
+      group_(group),
+      parameters_(model->parameters()),
+      optimizer_(parameters_, torch::optim::AdamOptions(options.lr)
+                                  .betas({options.adam_beta1, options.adam_beta2})
+                                  .eps(options.adam_eps)
+                                  .weight_decay(options.weight_decay)),
+      ema_(*model, *ema_model, {options.ema_decay, options.ema_warmup, options.ema_power}),
+      loss_options_(loss),
+      noise_(schedule.timesteps()) {
+  if (precision == Precision::fp16) scaler_.emplace(loss_scaler_options(options));
+}
+
+TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
+                                 bool stop_requested, const torch::Tensor& labels) {
+  const NoiseDraw draw = noise_.take(x0, noise);
+  // The next step's draws, made while this one runs (the step after `step` is step + 1 of the
+  // same examples, in ddpm train and in ddpm bench).
+  noise_.prefetch(x0, {noise.seed, noise.step + 1, noise.first_example});
+  const double lr = learning_rate(options_, step);
+  for (auto& group : optimizer_.param_groups()) {
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+  }
+  optimizer_.zero_grad(/*set_to_none=*/true);
+  if (model_->class_conditional() != labels.defined()) {
+    throw Error(ErrorKind::runtime, model_->class_conditional()
+                                        ? "a class-conditional model trains on labelled images"
+                                        : "an unconditional model trains without labels");
+  }
+  const torch::Tensor classes =
+      labels.defined()
+          ? drop_classes(labels, options_.class_dropout, model_->no_class(), noise)
+                .to(x0.device(), /*non_blocking=*/true)
+          : labels;
+  // Gradient accumulation: the micro-batches' losses are means over equal parts of the batch,
+  // so their gradients, each scaled by 1 / parts, sum to the gradient of the whole batch's mean.
+  const int64_t parts = options_.grad_accumulation;
+  if (x0.size(0) % parts != 0) {
+    throw Error(ErrorKind::config,
+                "train.grad_accumulation (" + std::to_string(parts) + ") must divide each " +
+                    "process's part of the batch (" + std::to_string(x0.size(0)) + ")");
+  }
+  const int64_t micro = x0.size(0) / parts;
+  Result result;
+  for (int64_t part = 0; part < parts; ++part) {
+    const auto range = [&](const torch::Tensor& value) {
+      return parts == 1 ? value : value.narrow(0, part * micro, micro);
+    };
+    const torch::Tensor part_classes = classes.defined() ? range(classes) : classes;
+    const EpsilonPredictor predictor = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
+      return model_->forward(x_t, t, part_classes);
+    };
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(precision_, x0.device());
+      loss = training_loss(predictor, schedule_, range(x0), {range(draw.t), range(draw.eps)},
+                           loss_options_);
+    }
+    if (parts > 1) loss = loss / double(parts);
+    (scaler_ ? scaler_->scale_loss(loss) : loss).backward();
+    result.loss = part == 0 ? loss.detach() : result.loss + loss.detach();
+  }
+  result.stop = stop_requested;
+  torch::Tensor stop_votes;
+  if (group_ != nullptr) {
+    // The vote travels with the gradients and is read after the norm, so it costs no extra
+    // host synchronisation.
+    stop_votes = torch::full({1}, stop_requested ? 1.0f : 0.0f, x0.options());
+    group_->sum(stop_votes);
+    std::vector<torch::Tensor> gradients;
+    for (auto& parameter : parameters_) {
+      if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
+      gradients.push_back(parameter.grad());
+    }
+    group_->average(gradients);
+  }
+  // The gradients are summed over the ranks before they are unscaled: every rank uses the same
+  // scale, so every rank sees the same overflow and skips the same steps.
+  const std::vector<torch::Tensor> gradients = gradients_of(parameters_);
+  const torch::Tensor overflow = scaler_ ? scaler_->unscale(gradients) : torch::Tensor();
+  const double clip = options_.grad_clip > 0 ? options_.grad_clip
+                                             : std::numeric_limits<double>::infinity();
+  const torch::Tensor norm = clip_gradients(gradients, clip);
+  // The step's one host synchronisation: the norm, the overflow flag and the stop vote together.
+  std::vector<torch::Tensor> readings = {norm.reshape({1}).to(torch::kFloat)};
+  if (overflow.defined()) readings.push_back(overflow.reshape({1}).to(norm.device()));
+  if (stop_votes.defined()) readings.push_back(stop_votes.reshape({1}).to(norm.device()));
+  const torch::Tensor host = torch::cat(readings).cpu();
+  const float* read = host.data_ptr<float>();
+  result.grad_norm = read[0];
+  result.overflow = overflow.defined() && (read[1] != 0.0f || !std::isfinite(read[0]));
+  result.applied = std::isfinite(result.grad_norm) && !result.overflow;
+  if (stop_votes.defined()) result.stop = read[readings.size() - 1] > 0.0f;
+  result.loss_scale = 0.0;
+  result.scale_collapsed = false;
+  if (scaler_) {
+    result.scale_collapsed = scaler_->update(result.overflow);
+    result.loss_scale = scaler_->scale();
+  }
+  result.ema_decay = 0.0;
+  if (result.applied) {
+    fused_adam_step(optimizer_);
+    result.ema_decay = ema_.update(step + 1);
+  } else {
+    optimizer_.zero_grad(/*set_to_none=*/true);
+  }
+  return result;
+}
+
+}  // namespace ddpm

@@ -1,0 +1,126 @@
+// Sample quality during training; see training_eval.h.
+#include "train/training_eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "ddpm/error.h"
+#include "diffusion/generation.h"
+#include "diffusion/guidance.h"
+#include "eval/metrics.h"
+
+namespace ddpm {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string feature_net_path(const TrainConfig& train) {
+  return train.eval_feature_net.empty() ? std::string(kDefaultFeatureNet)
+                                        : train.eval_feature_net;
+}
+
+FeatureNet open_feature_net(const Config& config, torch::Device device) {
+  const std::string path = feature_net_path(config.train);
+  std::error_code error;
+  if (!fs::is_regular_file(path, error)) {
+    throw Error(ErrorKind::config,
+                "train.eval_feature_net: the feature network '" + path +
+                    "' does not exist" +
+                    (config.train.eval_feature_net.empty()
+                         ? " (the default, relative to the current folder); make it with "
+                           "python3 scripts/train_feature_net.py, or give its path"
+                         : "; check the path") +
+                    ", or set train.eval_every=0");
+  }
+  FeatureNet net(path, device);
+  const FeatureNetInput input = net.input();
+  const DataConfig& data = config.data;
+  if (input.channels != data.channels || input.height != data.height ||
+      input.width != data.width) {
+    const auto shape = [](int h, int w, int c) {
+      return std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c);
+    };
+    throw Error(ErrorKind::config,
+                "train.eval_feature_net '" + path + "' takes " +
+                    shape(input.height, input.width, input.channels) +
+                    " images and the model makes " +
+                    shape(data.height, data.width, data.channels) +
+                    "; give a network made for this data (see docs/EVALUATION.md, "
+                    "'Evaluating quality'), or set train.eval_every=0");
+  }
+  return net;
+}
+
+FeatureStats real_stats(const TrainConfig& train, FeatureNet& net, int batch) {
+  const fs::path path = train.eval_real;
+  std::error_code error;
+  if (fs::is_regular_file(path, error)) {
+    FeatureStats stats = load_feature_stats(path);
+    if (stats.feature_net != net.identifier()) {
+      throw Error(ErrorKind::config,
+                  "train.eval_real: the stats file '" + path.string() +
+                      "' was made with the feature network '" + stats.feature_net_file +
+                      "', not '" + net.path().string() +
+                      "'; make it again with this network (ddpm eval --save-real-stats), or "
+                      "give the image folder");
+    }
+    return stats;
+  }
+  if (!fs::is_directory(path, error)) {
+    throw Error(ErrorKind::config, "train.eval_real '" + path.string() +
+                                       "' is neither an image folder nor a stats file; check "
+                                       "the path, or set train.eval_every=0");
+  }
+  const FolderFeatures folder = folder_features(path, net, batch);
+  if (folder.features.size(0) < 4) {
+    throw Error(ErrorKind::config, "train.eval_real '" + path.string() + "' holds " +
+                                       std::to_string(folder.features.size(0)) +
+                                       " readable image(s); the metrics need at least 4");
+  }
+  FeatureStats stats = feature_stats(folder.features);
+  stats.feature_net = net.identifier();
+  stats.source = path.string();
+  return stats;
+}
+
+}  // namespace
+
+TrainingEvaluator::TrainingEvaluator(const Config& config, torch::Device device)
+    : config_(config),
+      net_(open_feature_net(config, device)),
+      real_(real_stats(config.train, net_, std::max(1, config.sample.batch_size))) {}
+
+nlohmann::json TrainingEvaluator::evaluate(UNet& ema_model, const NoiseSchedule& schedule) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t total = config_.train.eval_samples;
+  // A class-conditional model: every class in turn, at sample.guidance.
+  const SampleInputs inputs{classes_in_turn(all_classes(config_.model), total), {}};
+  std::vector<torch::Tensor> features;
+  sample_all(ema_model, schedule, sample_settings(config_), inputs, total,
+             [&](int64_t, const torch::Tensor& images) {
+               // The 8-bit values a PNG of the sample would hold.
+               const torch::Tensor stored =
+                   images.clamp(-1.0, 1.0).add(1.0).mul(127.5).round().div(127.5).sub(1.0);
+               features.push_back(net_.features(stored.to(net_.device())));
+             });
+  const torch::Tensor generated = torch::cat(features);
+  const FeatureStats stats = feature_stats(generated);
+  const torch::Device device = net_.device();
+  nlohmann::json result;
+  result["fid"] = frechet_distance(real_.mean.to(device), real_.covariance.to(device),
+                                   stats.mean.to(device), stats.covariance.to(device));
+  const KidResult kid =
+      kernel_inception_distance(real_.features.to(device), generated.to(device), KidOptions{});
+  result["kid_mean"] = kid.mean;
+  result["kid_std"] = kid.std;
+  const PrecisionRecall pr = precision_recall(real_.features.to(device), generated.to(device));
+  result["precision"] = pr.precision;
+  result["recall"] = pr.recall;
+  result["eval_samples"] = total;
+  result["eval_seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace ddpm

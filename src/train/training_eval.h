@@ -1,0 +1,41 @@
+// Sample quality during training (train.eval_every): the EMA model's samples scored against real
+// images with the metrics of `ddpm eval` (metrics.h) in the features of a feature network.
+// The real side (train.eval_real: an image folder, or a stats file of `ddpm eval
+// --save-real-stats`) is read once, when the run starts; each evaluation then samples
+// train.eval_samples images with the sample section's sampler, steps and seed (the same noise
+// every time, so the numbers of different steps compare the same draws), quantises them to 8
+// bits as PNGs would be, and scores them.
+#pragma once
+
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "config/config.h"
+#include "diffusion/schedule.h"
+#include "eval/feature_net.h"
+#include "eval/feature_stats.h"
+#include "model/unet.h"
+
+namespace ddpm {
+
+class TrainingEvaluator {
+ public:
+  // Loads the feature network and the real side. Throws ddpm::Error naming train.eval_real or
+  // train.eval_feature_net when one is missing or unreadable, when a stats file was made by
+  // another network, or when the network does not take the config's image shape.
+  TrainingEvaluator(const Config& config, torch::Device device);
+
+  // {"fid", "kid_mean", "kid_std", "precision", "recall", "eval_samples", "eval_seconds"}.
+  nlohmann::json evaluate(UNet& ema_model, const NoiseSchedule& schedule);
+
+  int64_t real_images() const { return real_.num_images(); }
+
+ private:
+  Config config_;
+  FeatureNet net_;
+  FeatureStats real_;
+};
+
+}  // namespace ddpm
