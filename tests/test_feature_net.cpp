@@ -9,6 +9,8 @@
 #include "eval/feature_net.h"
 #include "eval/feature_stats.h"
 #include "formats/image_io.h"
+#include "formats/image_resize.h"
+#include "formats/image_tensor.h"
 #include "formats/weights.h"
 #include "test_support.h"
 

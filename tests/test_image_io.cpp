@@ -15,6 +15,8 @@
 
 #include "ddpm/error.h"
 #include "formats/image_io.h"
+#include "formats/image_resize.h"
+#include "formats/image_tensor.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -13,6 +13,7 @@
 #include "ddpm/ddpm_tensor.h"
 #include "formats/checkpoint.h"
 #include "formats/image_io.h"
+#include "formats/image_tensor.h"
 #include "test_support.h"
 
 namespace ddpm {

@@ -10,6 +10,7 @@
 #include "diffusion/generation.h"
 #include "diffusion/guidance.h"
 #include "formats/image_io.h"
+#include "formats/image_tensor.h"
 #include "interop/model_source.h"
 #include "interop/sampling_model.h"
 

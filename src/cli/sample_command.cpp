@@ -17,6 +17,7 @@
 #include "ddpm/ddpm_tensor.h"
 #include "ddpm/error.h"
 #include "formats/image_io.h"
+#include "formats/image_tensor.h"
 #include "formats/weights.h"
 #include "progress.h"
 #include "sample_output.h"

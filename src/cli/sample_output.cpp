@@ -1,5 +1,6 @@
 // Where `ddpm sample` writes; see sample_output.h.
 #include "sample_output.h"
+#include "formats/image_tensor.h"
 
 #include <algorithm>
 #include <cmath>

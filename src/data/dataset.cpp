@@ -18,6 +18,7 @@
 #include "base/seed_mix.h"
 #include "ddpm/error.h"
 #include "formats/image_io.h"
+#include "formats/image_resize.h"
 
 namespace ddpm {
 namespace fs = std::filesystem;

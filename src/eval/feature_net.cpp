@@ -12,6 +12,8 @@
 #include "data/dataset.h"
 #include "ddpm/error.h"
 #include "formats/image_io.h"
+#include "formats/image_resize.h"
+#include "formats/image_tensor.h"
 
 namespace ddpm {
 namespace fs = std::filesystem;

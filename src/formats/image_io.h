@@ -1,10 +1,8 @@
-// Images in and out: decoding with size limits (PNG, JPEG, BMP, TGA, GIF through stb), channel
-// conversion, antialiased resizing with a centre crop, [-1, 1] tensors, sample grids, and PNG
-// writing with tEXt metadata chunks. Pixels are 8-bit, stored row-major as height × width ×
-// channels (HWC).
+// Image files in and out: decoding with size limits (PNG, JPEG, BMP, TGA, GIF through stb) and
+// channel conversion, and PNG writing with tEXt metadata chunks (the container: png.h). Pixels
+// are 8-bit, stored row-major as height × width × channels (HWC). Resizing is image_resize.h;
+// tensors and grids image_tensor.h.
 #pragma once
-
-#include <torch/torch.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -34,6 +32,9 @@ inline constexpr int64_t kMaxImagePixelsLimit = int64_t{kMaxImageSide} * kMaxIma
 // Larger than any image file within the pixel limit; a longer file is refused unread.
 inline constexpr int64_t kMaxImageFileBytes = int64_t{1} << 30;
 
+// Throws ddpm::Error (runtime) naming `what` unless the image's size and pixel count agree.
+void check_image(const Image& image, const char* what);
+
 // Decodes PNG, JPEG, BMP, TGA or GIF (first frame), 8- or 16-bit (16-bit is rounded to 8-bit),
 // into `channels` channels (1, 3 or 4): gray -> RGB replicates, RGB -> gray is the ITU-R BT.601
 // luma 0.299 R + 0.587 G + 0.114 B, alpha is dropped or added as 255. Other formats stb knows
@@ -46,21 +47,6 @@ Image read_image(const std::filesystem::path& path, int channels,
 Image decode_image(std::string_view bytes, int channels, const std::filesystem::path& name,
                    int64_t max_pixels = kMaxImagePixels);
 
-// Scales so the image covers height × width (scale = max(height / h, width / w)), then crops the
-// centre. Shrinking averages the exact covered area of each source pixel (box/area filter, no
-// aliasing); enlarging is bilinear. Returns a copy when the size already matches.
-Image resize_and_crop(const Image& image, int height, int width);
-
-// uint8 HWC -> float32 [C, H, W] in [-1, 1] (x / 127.5 - 1).
-torch::Tensor image_to_tensor(const Image& image);
-// The inverse for a [C, H, W] tensor in [-1, 1] on any device and of any floating dtype:
-// clamped to [-1, 1], then round((x + 1) * 127.5). C must be 1, 3 or 4.
-Image tensor_to_image(const torch::Tensor& chw);
-
-// Tiles a batch [N, C, H, W] in [-1, 1] into rows of `columns` images (at most N per row), with
-// `padding` black pixels between neighbouring images (none around the border).
-Image make_grid(const torch::Tensor& batch, int columns, int padding = 2);
-
 // Writes a PNG atomically (see atomic_file.h) with one tEXt chunk per key/value pair, right after
 // the header. Keys are 1-79 Latin-1 characters; neither keys nor values may contain a NUL byte.
 void write_png(const std::filesystem::path& path, const Image& image,
@@ -68,8 +54,6 @@ void write_png(const std::filesystem::path& path, const Image& image,
 // The tEXt chunks of a PNG file as key -> value. Throws ddpm::Error (runtime) for a file that
 // cannot be read or is not a well-formed PNG.
 std::map<std::string, std::string> read_png_text(const std::filesystem::path& path);
-// The same from the file's bytes; `name` is the file that errors name.
-std::map<std::string, std::string> parse_png_text(std::string_view png,
-                                                  const std::filesystem::path& name);
+// (parse_png_text in png.h reads them from bytes.)
 
 }  // namespace ddpm

@@ -7,6 +7,7 @@
 #include "diffusion/generation.h"
 #include "diffusion/guidance.h"
 #include "formats/image_io.h"
+#include "formats/image_tensor.h"
 
 namespace ddpm {
 

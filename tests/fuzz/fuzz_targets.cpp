@@ -18,6 +18,8 @@
 #include "formats/checkpoint.h"
 #include "formats/diffusers_json.h"
 #include "formats/image_io.h"
+#include "formats/image_resize.h"
+#include "formats/png.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_header.h"
 #include "interop/diffusers_config.h"
