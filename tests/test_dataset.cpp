@@ -12,6 +12,7 @@
 
 #include "data/class_folders.h"
 #include "data/dataset.h"
+#include "data/image_folder.h"
 #include "ddpm/error.h"
 #include "formats/image_io.h"
 #include "test_support.h"

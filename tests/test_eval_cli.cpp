@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/dataset.h"
+#include "data/image_folder.h"
 #include "formats/image_io.h"
 #include "test_support.h"
 

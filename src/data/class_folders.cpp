@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "data/dataset.h"
+#include "data/image_folder.h"
 #include "ddpm/error.h"
 
 namespace ddpm {

@@ -1,5 +1,5 @@
-// Training data from a folder of images: scanning the folder, and a threaded loader that decodes,
-// resizes and flips images into float batches in [-1, 1]. The batches depend only on the file
+// Training data: a threaded loader that decodes, resizes and flips the images of a folder
+// (image_folder.h lists them) into float batches in [-1, 1]. The batches depend only on the file
 // list, the config, the seed, the rank and the epoch, never on the number of worker threads or
 // their timing, so a run resumed from a LoaderState sees exactly the batches it would have seen.
 #pragma once
@@ -15,17 +15,6 @@
 #include "config/config.h"
 
 namespace ddpm {
-
-// Whether the file name ends in one of the image extensions scan_image_folder() takes.
-bool has_image_extension(const std::filesystem::path& path);
-
-// Every image file (.png .jpg .jpeg .bmp .tga .gif, any case) under `folder`, recursively,
-// sorted. Only lists the folder, never opens a file. Throws ddpm::Error (runtime) naming the
-// path when it is missing, not a folder, unreadable, or holds no image files, and (config,
-// naming data.max_files) as soon as it has found more than `max_files`, so that the list's
-// memory stays bounded.
-std::vector<std::filesystem::path> scan_image_folder(const std::filesystem::path& folder,
-                                                     int64_t max_files = DataConfig{}.max_files);
 
 // Throws ddpm::Error (config, naming train.batch_size) unless world_size processes can share a
 // global batch of batch_size evenly.

@@ -9,7 +9,7 @@
 #include <optional>
 #include <sstream>
 
-#include "data/dataset.h"
+#include "data/image_folder.h"
 #include "ddpm/error.h"
 #include "formats/image_io.h"
 #include "formats/image_resize.h"

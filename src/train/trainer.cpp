@@ -16,6 +16,7 @@
 #include "config/config_json.h"
 #include "data/class_folders.h"
 #include "data/dataset.h"
+#include "data/image_folder.h"
 #include "ddpm/error.h"
 #include "distributed/data_parallel.h"
 #include "distributed/process_group.h"
