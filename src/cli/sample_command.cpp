@@ -111,7 +111,8 @@ void prepare_outputs(const std::vector<fs::path>& outputs, bool overwrite) {
   }
 }
 
-void log_plan(const Pipeline& pipeline, const SamplePlan& plan, bool given_noise) {
+void log_plan(const Pipeline& pipeline, const SamplePlan& plan,
+              const std::vector<std::string>& class_names, bool given_noise) {
   const std::string weights = pipeline.weights();
   log::info("sampling " + std::to_string(plan.num_images) + " images with " + plan.sampler +
             ", " + std::to_string(plan.steps) + " steps (" + plan.spacing + " spacing, " +
@@ -124,7 +125,7 @@ void log_plan(const Pipeline& pipeline, const SamplePlan& plan, bool given_noise
             (given_noise ? ", x_T from --noise" : "") + " on " + pipeline.device_description());
   if (!plan.image_classes.empty()) {
     std::string names;
-    for (int64_t label : plan.classes) names += " " + pipeline.class_names()[label];
+    for (int64_t label : plan.classes) names += " " + class_names[label];
     log::info("classes" + names + " in turn, guidance " + nlohmann::json(plan.guidance).dump() +
               (plan.guidance == 1.0 || plan.guidance == 0.0
                    ? ""
@@ -165,12 +166,12 @@ Metadata sample_metadata(const Pipeline& pipeline, const SamplePlan& plan,
 }
 
 // One image's metadata: the sample's, its index and, for a class-conditional model, its class.
-Metadata image_metadata(Metadata metadata, const Pipeline& pipeline, const SamplePlan& plan,
-                        int64_t index) {
+Metadata image_metadata(Metadata metadata, const SamplePlan& plan,
+                        const std::vector<std::string>& class_names, int64_t index) {
   metadata.emplace_back("index", std::to_string(index));
   if (!plan.image_classes.empty()) {
     const int64_t label = plan.image_classes[index];
-    metadata.emplace_back("class", pipeline.class_names()[label]);
+    metadata.emplace_back("class", class_names[label]);
     metadata.emplace_back("class_index", std::to_string(label));
   }
   return metadata;
@@ -187,12 +188,10 @@ void print_samplers() {
     std::printf("%-16s %-5d %-13s %-6s %-8s %s\n", info.name.c_str(), info.order, kind.c_str(),
                 info.nfe.c_str(), info.sigma_space ? "yes" : "no", info.summary.c_str());
   }
-  std::vector<std::string> diffusers_spacings = spacing_names();
-  std::erase(diffusers_spacings, "karras");
   std::printf("\nN = --steps. * ddim is stochastic when --eta > 0. karras: takes --spacing karras "
               "(Karras et al. 2022, rho = 7).\nSpacings: %s (diffusers' names and timesteps), "
               "karras.\n",
-              choice_list(diffusers_spacings, "and").c_str());
+              choice_list(timestep_spacing_names(), "and").c_str());
 }
 
 cxxopts::Options sample_options() {
@@ -275,12 +274,13 @@ int run_sample(int argc, char** argv) {
     request.initial_noise = read_noise(arguments["noise"].as<std::string>(), pipeline,
                                        plan.num_images);
   }
-  const SampleFiles files(out, plan, pipeline.class_names());
+  const std::vector<std::string> class_names = pipeline.class_names();
+  const SampleFiles files(out, plan, class_names);
   std::vector<fs::path> outputs = files.all();
   if (arguments.count("grid")) outputs.push_back(arguments["grid"].as<std::string>());
   if (trajectory_every > 0) outputs.push_back(out / "trajectory.png");
   prepare_outputs(outputs, arguments.count("overwrite") > 0);
-  log_plan(pipeline, plan, !request.initial_noise.empty());
+  log_plan(pipeline, plan, class_names, !request.initial_noise.empty());
   const Metadata metadata = sample_metadata(pipeline, plan, arguments);
 
   std::vector<torch::Tensor> all_images, trajectory, frames;
@@ -301,7 +301,7 @@ int run_sample(int argc, char** argv) {
   pipeline.generate_batches(request, [&](int64_t first, const torch::Tensor& images) {
     for (int64_t i = 0; i < images.size(0); ++i) {
       write_png(files.image(first + i), tensor_to_image(images[i]),
-                image_metadata(metadata, pipeline, plan, first + i));
+                image_metadata(metadata, plan, class_names, first + i));
     }
     if (arguments.count("grid")) all_images.push_back(images);
     if (!frames.empty()) trajectory.push_back(torch::stack(frames, 1));  // [B, frames, C, H, W]

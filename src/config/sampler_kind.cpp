@@ -14,20 +14,11 @@ void require_steps(int steps, int64_t most, const std::string& why) {
   }
 }
 
-// The samplers that work in sigma space (karras spacing suits them), and the spacings of the
-// others.
+// The samplers that work in sigma space (karras spacing suits them).
 std::vector<std::string> sigma_space_samplers() {
   std::vector<std::string> names;
   for (const SamplerInfo& info : all_samplers()) {
     if (info.sigma_space) names.push_back(info.name);
-  }
-  return names;
-}
-
-std::vector<std::string> timestep_spacings() {
-  std::vector<std::string> names;
-  for (const std::string& name : spacing_names()) {
-    if (name != "karras") names.push_back(name);
   }
   return names;
 }
@@ -83,6 +74,14 @@ const std::vector<std::string>& spacing_names() {
   return names;
 }
 
+std::vector<std::string> timestep_spacing_names() {
+  std::vector<std::string> names;
+  for (const std::string& name : spacing_names()) {
+    if (name != "karras") names.push_back(name);
+  }
+  return names;
+}
+
 void check_spacing(SamplerKind kind, int steps, const std::string& spacing, int64_t timesteps) {
   require_choice(spacing, "sample.spacing", spacing_names());
   const SamplerInfo& info = sampler_info(kind);
@@ -91,7 +90,7 @@ void check_spacing(SamplerKind kind, int steps, const std::string& spacing, int6
                        "karras spaces noise levels for the sigma-space samplers (" +
                            choice_list(sigma_space_samplers(), "and") + "); " + info.name +
                            " steps between schedule timesteps: use " +
-                           choice_list(timestep_spacings()));
+                           choice_list(timestep_spacing_names()));
   }
   const bool dpm_solver = kind == SamplerKind::dpmpp_2m || kind == SamplerKind::dpmpp_2m_sde;
   if (dpm_solver && (spacing == "linspace" || spacing == "leading")) {

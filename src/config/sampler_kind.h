@@ -34,6 +34,9 @@ std::string sampler_name(SamplerKind kind);
 // The spacings sample.spacing accepts: uniform, quadratic, leading, trailing, linspace, karras
 // (timestep_grid.h says what each gives).
 const std::vector<std::string>& spacing_names();
+// The same without karras: the spacings of schedule timesteps (diffusers' names), which every
+// sampler takes.
+std::vector<std::string> timestep_spacing_names();
 
 // Throws ddpm::Error (config, naming sample.spacing or sample.steps) unless `spacing` is a known
 // name that suits the sampler (karras: sigma-space ones only) and 1 <= steps <= T (T - 1 for the
