@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-LAYERS = ["base", "formats", "config", "model", "diffusion", "data", "distributed", "eval",
+LAYERS = ["base", "config", "formats", "model", "diffusion", "data", "distributed", "eval",
           "interop", "train", "api", "cli"]
 MAX_LINES = 500
 

@@ -71,7 +71,7 @@ TEST(AtomicWrites, AFailedWriteKeepsThePreviousFileAndLeavesNoTemporary) {
 TEST(AtomicWrites, CheckpointsAndPngsThatCannotBeWrittenNameTheirFile) {
   TempDir temp("atomic_writes_kinds");
   TrainingState state;
-  state.config = {{"train", {{"steps", 1}}}};
+  state.config.train.steps = 1;
   state.model["weight"] = torch::arange(4096, torch::kFloat32);
   Image image;
   image.width = image.height = 256;

@@ -89,7 +89,7 @@ TEST(ClassFolders, TheRunTakesItsClassesFromTheDataAndRefusesOtherClasses) {
   ClassFolders folders;
   folders.names = {"0", "1", "2"};
   Config config;
-  config.data.labels = "folders";
+  config.data.labels = LabelSource::folders;
   const Config resolved = with_class_labels(config, &folders);
   EXPECT_EQ(resolved.model.num_classes, 3);
   EXPECT_EQ(resolved.data.classes, folders.names);
@@ -106,7 +106,7 @@ TEST(ClassFolders, TheRunTakesItsClassesFromTheDataAndRefusesOtherClasses) {
 
 TEST(ClassConfig, KeysRoundTripAndImpossibleValuesAreRefused) {
   Config config;
-  config.data.labels = "folders";
+  config.data.labels = LabelSource::folders;
   config.data.classes = {"a", "b"};
   config.model.num_classes = 2;
   config.train.class_dropout = 0.25;

@@ -147,7 +147,7 @@ TEST(Config, OverridesApplyWithTheSameValidation) {
                                         "data.image_size=[16,24]", "data.random_flip=true"});
   EXPECT_DOUBLE_EQ(config.train.lr, 1e-4);
   EXPECT_EQ(config.model.channel_mult, (std::vector<int>{1, 2, 2}));
-  EXPECT_EQ(config.diffusion.schedule, "cosine");
+  EXPECT_EQ(config.diffusion.schedule, Schedule::cosine);
   EXPECT_EQ(config.data.path, "/data/my images");
   EXPECT_EQ(config.data.height, 16);
   EXPECT_EQ(config.data.width, 24);

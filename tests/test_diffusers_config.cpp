@@ -59,9 +59,9 @@ TEST(DiffusersConfig, GoogleCifar10IsThePapersCifar10Network) {
   EXPECT_EQ(config.data.channels, 3);
   EXPECT_EQ(parameters(config), 35746307);
   EXPECT_EQ(config.diffusion, DiffusionConfig{});
-  EXPECT_EQ(config.sample.variance, "fixed_large");
+  EXPECT_EQ(config.sample.variance, Variance::fixed_large);
   EXPECT_TRUE(config.sample.clip_denoised);
-  EXPECT_EQ(config.sample.spacing, "leading");  // absent: diffusers' default
+  EXPECT_EQ(config.sample.spacing, Spacing::leading);  // absent: diffusers' default
 }
 
 TEST(DiffusersConfig, GoogleCelebAHq256IsThePapers256Network) {
@@ -71,7 +71,7 @@ TEST(DiffusersConfig, GoogleCelebAHq256IsThePapers256Network) {
   EXPECT_EQ(config.model.channel_mult, (std::vector<int>{1, 1, 2, 2, 4, 4}));
   EXPECT_EQ(config.model.attention_resolutions, (std::vector<int>{16}));
   EXPECT_EQ(parameters(config), 113673219);
-  EXPECT_EQ(config.sample.variance, "fixed_small");
+  EXPECT_EQ(config.sample.variance, Variance::fixed_small);
 }
 
 // train_unconditional.py sets only these fields: the rest are UNet2DModel's defaults, which are
@@ -87,13 +87,13 @@ TEST(DiffusersConfig, AbsentFieldsTakeDiffusersDefaults) {
   std::vector<std::string> warnings;
   const Config config = imported(unet, nullptr, &warnings);
   EXPECT_EQ(config.model.norm_eps, 1e-5);
-  EXPECT_EQ(config.model.time_embedding_order, "cos_sin");
+  EXPECT_EQ(config.model.time_embedding_order, TimeEmbeddingOrder::cos_sin);
   EXPECT_EQ(config.model.time_embedding_shift, 0.0);
-  EXPECT_EQ(config.model.downsample_padding, "symmetric");
+  EXPECT_EQ(config.model.downsample_padding, DownsamplePadding::symmetric);
   EXPECT_EQ(config.model.attention_heads, 64);  // 8 channels per head at width 512
   EXPECT_EQ(config.model.attention_resolutions, (std::vector<int>{4}));
   EXPECT_EQ(parameters(config), 113673219);
-  EXPECT_EQ(config.sample.variance, "fixed_small");  // DDPMScheduler's default
+  EXPECT_EQ(config.sample.variance, Variance::fixed_small);  // DDPMScheduler's default
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_CONTAINS(warnings[0], "no scheduler config");
 }
@@ -192,15 +192,15 @@ TEST(DiffusersConfig, SamplingFieldsWeDoNotApplyAndUnknownFieldsAreWarnings) {
 TEST(DiffusersConfig, SchedulesMapByNameOrAsTheBetasThemselves) {
   json scheduler = kGoogleScheduler;
   scheduler["beta_schedule"] = "scaled_linear";
-  EXPECT_EQ(imported(kCifar10Unet, &scheduler).diffusion.schedule, "quadratic");
+  EXPECT_EQ(imported(kCifar10Unet, &scheduler).diffusion.schedule, Schedule::quadratic);
   scheduler["beta_schedule"] = "squaredcos_cap_v2";
-  EXPECT_EQ(imported(kCifar10Unet, &scheduler).diffusion.schedule, "cosine");
+  EXPECT_EQ(imported(kCifar10Unet, &scheduler).diffusion.schedule, Schedule::cosine);
   std::vector<double> betas(10);
   for (int t = 0; t < 10; ++t) betas[t] = 0.01 * (t + 1);
   scheduler["num_train_timesteps"] = 10;
   scheduler["trained_betas"] = betas;
   const Config custom = imported(kCifar10Unet, &scheduler);
-  EXPECT_EQ(custom.diffusion.schedule, "custom");
+  EXPECT_EQ(custom.diffusion.schedule, Schedule::custom);
   EXPECT_EQ(make_betas(custom.diffusion), betas);
 }
 
@@ -209,25 +209,25 @@ TEST(DiffusersConfig, ExportThenImportIsTheIdentity) {
   std::vector<Config> configs(5);
   configs[1].model.channel_mult = {1, 1, 2, 2, 4, 4};
   configs[1].data.height = configs[1].data.width = 256;
-  configs[1].sample.variance = "fixed_small";
+  configs[1].sample.variance = Variance::fixed_small;
   configs[2].model = testing::small_model_config();
   configs[2].data = testing::image_config(1, 16, 32);
   configs[2].model.attention_heads = 2;
-  configs[2].diffusion.schedule = "cosine";
+  configs[2].diffusion.schedule = Schedule::cosine;
   configs[2].diffusion.cosine_s = 0.01;  // no diffusers name: written as trained_betas
-  configs[2].sample.spacing = "uniform";
+  configs[2].sample.spacing = Spacing::uniform;
   configs[3].model.attention_resolutions = {32, 16};
   configs[3].model.attention_head_channels = 64;
   configs[3].model.norm_eps = 1e-5;
-  configs[3].model.time_embedding_order = "cos_sin";
+  configs[3].model.time_embedding_order = TimeEmbeddingOrder::cos_sin;
   configs[3].model.time_embedding_shift = 0;
-  configs[3].model.downsample_padding = "symmetric";
-  configs[3].diffusion.schedule = "quadratic";
-  configs[3].sample.spacing = "trailing";
-  configs[3].diffusion.prediction = "v";
-  configs[4].diffusion.schedule = "sigmoid";
+  configs[3].model.downsample_padding = DownsamplePadding::symmetric;
+  configs[3].diffusion.schedule = Schedule::quadratic;
+  configs[3].sample.spacing = Spacing::trailing;
+  configs[3].diffusion.prediction = Prediction::v;
+  configs[4].diffusion.schedule = Schedule::sigmoid;
   configs[4].sample.clip_denoised = false;
-  configs[4].diffusion.prediction = "x0";
+  configs[4].diffusion.prediction = Prediction::x0;
   for (size_t i = 0; i < configs.size(); ++i) {
     const Config& config = configs[i];
     std::vector<std::string> warnings;
@@ -239,14 +239,14 @@ TEST(DiffusersConfig, ExportThenImportIsTheIdentity) {
     EXPECT_EQ(back.data.channels, config.data.channels) << i;
     EXPECT_EQ(make_betas(back.diffusion), make_betas(config.diffusion)) << i;
     EXPECT_EQ(back.diffusion.prediction, config.diffusion.prediction) << i;
-    const std::map<std::string, std::string> names = {
-        {"eps", "epsilon"}, {"x0", "sample"}, {"v", "v_prediction"}};
+    const std::map<Prediction, std::string> names = {
+        {Prediction::eps, "epsilon"}, {Prediction::x0, "sample"}, {Prediction::v, "v_prediction"}};
     EXPECT_EQ(scheduler["prediction_type"], names.at(config.diffusion.prediction)) << i;
     EXPECT_EQ(back.sample.variance, config.sample.variance) << i;
     EXPECT_EQ(back.sample.clip_denoised, config.sample.clip_denoised) << i;
     // uniform is written as diffusers' linspace, which differs only where a timestep is a half.
     EXPECT_EQ(back.sample.spacing,
-              config.sample.spacing == "uniform" ? "linspace" : config.sample.spacing)
+              config.sample.spacing == Spacing::uniform ? Spacing::linspace : config.sample.spacing)
         << i;
   }
 }

@@ -16,6 +16,7 @@
 #include "ddpm/error.h"
 #include "diffusion/sampler.h"
 #include "diffusion/solvers/solver.h"  // the steps themselves, for diffusers' loops
+#include "test_support.h"
 
 namespace ddpm {
 namespace {
@@ -25,7 +26,7 @@ SamplerOptions options_for(SamplerKind kind, int steps, const std::string& spaci
   SamplerOptions options;
   options.kind = kind;
   options.steps = steps;
-  options.spacing = spacing;
+  options.spacing = testing::spacing_named(spacing);
   options.clip_denoised = clip;
   options.eta = eta;
   return options;
@@ -43,12 +44,12 @@ TEST(TimestepGrid, DpmSolverLinspaceAndLeadingDropTheZeroOfAnNPlusOneGrid) {
   const NoiseSchedule schedule = linear_schedule(1000);
   // np.linspace(0, 999, 11).round()[::-1][:-1]: 499.5 rounds to the even 500.
   const TimestepGrid linspace =
-      timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, "linspace");
+      timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, Spacing::linspace);
   EXPECT_EQ(linspace.timesteps,
             (std::vector<double>{999, 899, 799, 699, 599, 500, 400, 300, 200, 100}));
   // (np.arange(0, 11) * (1000 // 11))[::-1][:-1]
   const TimestepGrid leading =
-      timestep_grid(schedule.table(), SamplerKind::dpmpp_2m_sde, 10, "leading");
+      timestep_grid(schedule.table(), SamplerKind::dpmpp_2m_sde, 10, Spacing::leading);
   EXPECT_EQ(leading.timesteps,
             (std::vector<double>{900, 810, 720, 630, 540, 450, 360, 270, 180, 90}));
   ASSERT_EQ(leading.alpha_bar.size(), 11u);
@@ -56,13 +57,13 @@ TEST(TimestepGrid, DpmSolverLinspaceAndLeadingDropTheZeroOfAnNPlusOneGrid) {
   EXPECT_EQ(leading.alpha_bar.back(), 1.0);
   EXPECT_FALSE(leading.fractional);
   // ddim keeps its own linspace: np.linspace(0, 999, 10).round() (999 / 9 = 111).
-  EXPECT_EQ(timestep_grid(schedule.table(), SamplerKind::ddim, 10, "linspace").timesteps,
+  EXPECT_EQ(timestep_grid(schedule.table(), SamplerKind::ddim, 10, Spacing::linspace).timesteps,
             (std::vector<double>{999, 888, 777, 666, 555, 444, 333, 222, 111, 0}));
 }
 
 TEST(TimestepGrid, EulerLinspaceIsFractionalWithLinearlyInterpolatedSigma) {
   const NoiseSchedule schedule = linear_schedule(1000);
-  const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::euler, 7, "linspace");
+  const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::euler, 7, Spacing::linspace);
   // np.linspace(0, 999, 7, dtype=np.float32)[::-1]: 999 / 6 = 166.5.
   EXPECT_EQ(grid.timesteps, (std::vector<double>{999, 832.5, 666, 499.5, 333, 166.5, 0}));
   EXPECT_TRUE(grid.fractional);
@@ -78,7 +79,7 @@ TEST(TimestepGrid, KarrasSigmasFollowEquation5AndTheirTimestepsInvertTheLogInter
   const auto& ab = schedule.table().alpha_bar;
   const auto sigma = [&](int64_t t) { return std::sqrt((1 - ab[t]) / ab[t]); };
   const double lo = sigma(0), hi = sigma(999);
-  const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::heun, 12, "karras");
+  const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::heun, 12, Spacing::karras);
   ASSERT_EQ(grid.steps(), 12);
   for (int i = 0; i < 12; ++i) {
     const double root = std::pow(hi, 1 / 7.0) + i / 11.0 * (std::pow(lo, 1 / 7.0) -
@@ -95,7 +96,7 @@ TEST(TimestepGrid, KarrasSigmasFollowEquation5AndTheirTimestepsInvertTheLogInter
   EXPECT_EQ(grid.timesteps.front(), 999.0);
   EXPECT_EQ(grid.timesteps.back(), 0.0);
   // The dpmpp samplers round the same timesteps to integers (diffusers does), but keep sigma_i.
-  const TimestepGrid dpm = timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 12, "karras");
+  const TimestepGrid dpm = timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 12, Spacing::karras);
   for (int i = 0; i < 12; ++i) {
     EXPECT_EQ(dpm.timesteps[i], std::nearbyint(grid.timesteps[i]));
     EXPECT_EQ(dpm.sigma(i), grid.sigma(i));
@@ -124,9 +125,8 @@ TEST(TimestepGrid, RefusesWhatASamplerCannotRun) {
             std::string::npos);
   EXPECT_EQ(message(options_for(SamplerKind::dpmpp_2m, 999, "linspace")), "no error");
   EXPECT_EQ(message(options_for(SamplerKind::dpmpp_2m, 1000, "trailing")), "no error");
-  EXPECT_NE(message(options_for(SamplerKind::heun, 10, "karas")).find("karras"),
-            std::string::npos);
-  EXPECT_THROW(sampler_from_name("dpm++"), Error);
+  EXPECT_NE(testing::error_of([] { testing::spacing_named("karas"); }).find("karras"), std::string::npos);
+  EXPECT_THROW(choice_from_name<SamplerKind>("dpm++", "sample.sampler"), Error);
 }
 
 // ---- the exact oracle --------------------------------------------------------------------
@@ -176,7 +176,8 @@ double solver_error(SamplerKind kind, const std::string& spacing, int steps,
                     bool to_sigma_zero = false) {
   const NoiseSchedule schedule = linear_schedule(1000);
   const SamplerOptions options = options_for(kind, steps, spacing);
-  const TimestepGrid grid = timestep_grid(schedule.table(), kind, steps, spacing);
+  const TimestepGrid grid =
+      timestep_grid(schedule.table(), kind, steps, testing::spacing_named(spacing));
   const GaussianData data;
   auto generator = at::detail::createCPUGenerator(7);
   const auto x_T = torch::randn({3, 1, 4, 4}, generator, torch::kFloat64);
@@ -250,7 +251,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(SamplerConvergence, SecondOrderSolversBeatDdimAtFewSteps) {
   const auto error = [](SamplerKind kind, const std::string& spacing, int steps) {
     const double value = solver_error(kind, spacing, steps, /*to_sigma_zero=*/true);
-    std::printf("%-9s %-9s %2d steps: max error %.3g\n", sampler_name(kind).c_str(),
+    std::printf("%-9s %-9s %2d steps: max error %.3g\n", choice_name(kind).c_str(),
                 spacing.c_str(), steps, value);
     return value;
   };
@@ -272,7 +273,8 @@ TEST(SamplerConvergence, DdimIsEulerOnTheSigmaOde) {
   const GaussianData data;
   const auto x_T = torch::randn({2, 1, 4, 4}, torch::kFloat64);
   for (const std::string spacing : {"uniform", "leading", "trailing"}) {
-    const TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::ddim, 25, spacing);
+    const TimestepGrid grid =
+        timestep_grid(schedule.table(), SamplerKind::ddim, 25, testing::spacing_named(spacing));
     const auto none = [](int) -> torch::Tensor { throw std::logic_error("noise"); };
     const auto ddim = run_sampler(data.predictor(grid), schedule,
                                   options_for(SamplerKind::ddim, 25, spacing), x_T, none);
@@ -389,8 +391,8 @@ TEST(SamplerDistribution, StochasticSamplersApproachTheDataSpreadAsStepsGrow) {
       deficits.push_back(0.5 - chain_law(options, 0.3, 0.5).std);
     }
     for (int k = 0; k < 2; ++k) {
-      EXPECT_GT(deficits[k], 0.0) << sampler_name(kind);
-      EXPECT_NEAR(deficits[k] / deficits[k + 1], 2.0, 0.4) << sampler_name(kind) << " " << spacing;
+      EXPECT_GT(deficits[k], 0.0) << choice_name(kind);
+      EXPECT_NEAR(deficits[k] / deficits[k + 1], 2.0, 0.4) << choice_name(kind) << " " << spacing;
     }
   }
   EXPECT_NEAR(chain_law(options_for(SamplerKind::dpmpp_2m_sde, 20, "karras"), 0.3, 0.5).std, 0.5,
@@ -447,12 +449,12 @@ torch::Tensor diffusers_full_loop(SamplerKind kind, const TimestepGrid& grid, bo
 TEST(DiffusersSchedulerTests, EulerFullLoop) {
   const NoiseSchedule schedule = linear_schedule(1100);
   const auto x = diffusers_full_loop(
-      SamplerKind::euler, timestep_grid(schedule.table(), SamplerKind::euler, 10, "linspace"),
+      SamplerKind::euler, timestep_grid(schedule.table(), SamplerKind::euler, 10, Spacing::linspace),
       true);
   EXPECT_NEAR(x.abs().sum().item<double>(), 10.0807, 1e-2);
   EXPECT_NEAR(x.abs().mean().item<double>(), 0.0131, 1e-3);
   const auto karras = diffusers_full_loop(
-      SamplerKind::euler, timestep_grid(schedule.table(), SamplerKind::euler, 10, "karras"),
+      SamplerKind::euler, timestep_grid(schedule.table(), SamplerKind::euler, 10, Spacing::karras),
       true);
   EXPECT_NEAR(karras.abs().sum().item<double>(), 124.52299499511719, 1e-2);
   EXPECT_NEAR(karras.abs().mean().item<double>(), 0.16213932633399963, 1e-3);
@@ -461,18 +463,18 @@ TEST(DiffusersSchedulerTests, EulerFullLoop) {
 TEST(DiffusersSchedulerTests, HeunFullLoop) {
   const NoiseSchedule schedule = linear_schedule(1100);
   const auto x = diffusers_full_loop(
-      SamplerKind::heun, timestep_grid(schedule.table(), SamplerKind::heun, 10, "linspace"), true);
+      SamplerKind::heun, timestep_grid(schedule.table(), SamplerKind::heun, 10, Spacing::linspace), true);
   EXPECT_NEAR(x.abs().sum().item<double>(), 0.1233, 1e-2);
   EXPECT_NEAR(x.abs().mean().item<double>(), 0.0002, 1e-3);
   const auto karras = diffusers_full_loop(
-      SamplerKind::heun, timestep_grid(schedule.table(), SamplerKind::heun, 10, "karras"), true);
+      SamplerKind::heun, timestep_grid(schedule.table(), SamplerKind::heun, 10, Spacing::karras), true);
   EXPECT_NEAR(karras.abs().sum().item<double>(), 0.00015, 1e-2);
   EXPECT_NEAR(karras.abs().mean().item<double>(), 1.9869554535034695e-07, 1e-2);
 }
 
 TEST(DiffusersSchedulerTests, DpmSolverMultistepFullLoop) {
   const NoiseSchedule schedule = linear_schedule(1000);
-  TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, "linspace");
+  TimestepGrid grid = timestep_grid(schedule.table(), SamplerKind::dpmpp_2m, 10, Spacing::linspace);
   grid.alpha_bar.back() = schedule.table().alpha_bar[0];  // final_sigmas_type sigma_min
   const auto x = diffusers_full_loop(SamplerKind::dpmpp_2m, grid, false);
   EXPECT_NEAR(x.abs().mean().item<double>(), 0.3301, 1e-3);

@@ -123,7 +123,7 @@ class Fp16Step : public ::testing::Test {
     options_.warmup_steps = 0;
     options_.ema_decay = 0.9;
     options_.ema_warmup = false;
-    options_.precision = "fp16";
+    options_.precision = Precision::fp16;
   }
   struct Models {
     UNet model, ema;

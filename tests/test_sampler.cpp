@@ -10,6 +10,7 @@
 
 #include "ddpm/error.h"
 #include "diffusion/sampler.h"
+#include "test_support.h"
 
 namespace ddpm {
 namespace {
@@ -62,7 +63,7 @@ struct ReferenceSampler {
                   std::sqrt(alpha) * (1 - ab_prev) / (1 - ab) * x
             : (x - beta / std::sqrt(1 - ab) * e) / std::sqrt(alpha);
     const double variance =
-        options.variance == "fixed_large" ? beta : (1 - ab_prev) / (1 - ab) * beta;
+        options.variance == Variance::fixed_large ? beta : (1 - ab_prev) / (1 - ab) * beta;
     return {mean + (i > 0 ? std::sqrt(variance) * z : 0.0), x0};
   }
 };
@@ -78,8 +79,8 @@ SamplerOptions make_options(SamplerKind kind, int steps, double eta, const std::
   options.kind = kind;
   options.steps = steps;
   options.eta = eta;
-  options.variance = variance;
-  options.spacing = spacing;
+  options.variance = choice_from_name<Variance>(variance, "sample.variance");
+  options.spacing = choice_from_name<Spacing>(spacing, "sample.spacing");
   options.clip_denoised = clip;
   return options;
 }
@@ -215,9 +216,9 @@ TEST(SamplerIdentity, ClippedFormEqualsAlgorithm2WhenNothingIsClipped) {
     ASSERT_EQ(plain.size(), clipped.size());
     for (size_t step = 0; step < plain.size(); ++step) {
       ASSERT_LT((plain[step] - clipped[step]).abs().max().item<double>(), 1e-5)
-          << sampler_name(kind) << " step " << step;
+          << choice_name(kind) << " step " << step;
     }
-    EXPECT_LT((clipped.back() - x0).abs().max().item<double>(), 1e-4) << sampler_name(kind);
+    EXPECT_LT((clipped.back() - x0).abs().max().item<double>(), 1e-4) << choice_name(kind);
   }
 }
 
@@ -393,7 +394,7 @@ TEST(SamplerTimesteps, CountsOrderAndBounds) {
     for (const int64_t T : {1, 2, 7, 100, 1000}) {
       for (const int64_t steps : {int64_t(1), int64_t(2), int64_t(3), T / 2, T - 1, T}) {
         if (steps < 1 || steps > T) continue;
-        const auto ts = sampling_timesteps(T, int(steps), spacing);
+        const auto ts = sampling_timesteps(T, int(steps), testing::spacing_named(spacing));
         ASSERT_EQ(int64_t(ts.size()), steps) << spacing << " T " << T;
         for (size_t i = 1; i < ts.size(); ++i) ASSERT_LT(ts[i - 1], ts[i]) << spacing;
         EXPECT_GE(ts.front(), 0);
@@ -410,7 +411,7 @@ TEST(SamplerTimesteps, CountsOrderAndBounds) {
       }
       std::vector<int64_t> every(T);
       std::iota(every.begin(), every.end(), 0);
-      EXPECT_EQ(sampling_timesteps(T, int(T), spacing), every) << spacing << " T " << T;
+      EXPECT_EQ(sampling_timesteps(T, int(T), testing::spacing_named(spacing)), every) << spacing << " T " << T;
     }
   }
 }
@@ -426,64 +427,64 @@ TEST(SamplerTimesteps, LeadingTrailingAndLinspaceAreDiffusersSpacings) {
     for (int64_t steps = 1; steps <= T; steps += (steps < 60 ? 1 : 37)) {
       V leading;
       for (int64_t i = 0; i < steps; ++i) leading.push_back(i * (T / steps));
-      ASSERT_EQ(sampling_timesteps(T, int(steps), "leading"), leading) << "T " << T << " " << steps;
+      ASSERT_EQ(sampling_timesteps(T, int(steps), Spacing::leading), leading) << "T " << T << " " << steps;
     }
   }
-  EXPECT_EQ(sampling_timesteps(1000, 4, "leading"), (V{0, 250, 500, 750}));
+  EXPECT_EQ(sampling_timesteps(1000, 4, Spacing::leading), (V{0, 250, 500, 750}));
   // 999 / 30 steps: 166.5 is 166.50000000000003 in numpy's arithmetic and rounds up.
-  const auto trailing = sampling_timesteps(999, 30, "trailing");
+  const auto trailing = sampling_timesteps(999, 30, Spacing::trailing);
   EXPECT_EQ(V(trailing.begin(), trailing.begin() + 5), (V{32, 66, 99, 132, 166}));
   EXPECT_EQ(trailing.back(), 998);
-  EXPECT_EQ(sampling_timesteps(1000, 16, "trailing").front(), 61);  // 62.5 rounds to 62
-  EXPECT_EQ(sampling_timesteps(1000, 1, "trailing"), (V{999}));
+  EXPECT_EQ(sampling_timesteps(1000, 16, Spacing::trailing).front(), 61);  // 62.5 rounds to 62
+  EXPECT_EQ(sampling_timesteps(1000, 1, Spacing::trailing), (V{999}));
   // 166.5 and 832.5 round to the even neighbour (uniform takes 167 and 833).
-  EXPECT_EQ(sampling_timesteps(1000, 7, "linspace"), (V{0, 166, 333, 500, 666, 832, 999}));
-  EXPECT_EQ(sampling_timesteps(1000, 7, "uniform"), (V{0, 167, 333, 500, 666, 833, 999}));
-  EXPECT_EQ(sampling_timesteps(4, 3, "linspace"), (V{0, 2, 3}));
-  EXPECT_EQ(sampling_timesteps(1000, 1, "linspace"), (V{0}));
+  EXPECT_EQ(sampling_timesteps(1000, 7, Spacing::linspace), (V{0, 166, 333, 500, 666, 832, 999}));
+  EXPECT_EQ(sampling_timesteps(1000, 7, Spacing::uniform), (V{0, 167, 333, 500, 666, 833, 999}));
+  EXPECT_EQ(sampling_timesteps(4, 3, Spacing::linspace), (V{0, 2, 3}));
+  EXPECT_EQ(sampling_timesteps(1000, 1, Spacing::linspace), (V{0}));
 }
 
 TEST(SamplerTimesteps, KnownValues) {
   using V = std::vector<int64_t>;
-  EXPECT_EQ(sampling_timesteps(1000, 10, "uniform"),
+  EXPECT_EQ(sampling_timesteps(1000, 10, Spacing::uniform),
             (V{0, 111, 222, 333, 444, 555, 666, 777, 888, 999}));
-  EXPECT_EQ(sampling_timesteps(1000, 4, "uniform"), (V{0, 333, 666, 999}));
-  EXPECT_EQ(sampling_timesteps(4, 3, "uniform"), (V{0, 2, 3}));  // 1.5 rounds up
+  EXPECT_EQ(sampling_timesteps(1000, 4, Spacing::uniform), (V{0, 333, 666, 999}));
+  EXPECT_EQ(sampling_timesteps(4, 3, Spacing::uniform), (V{0, 2, 3}));  // 1.5 rounds up
   // DDIM: (linspace(0, sqrt(800), 10) ** 2).astype(int).
-  EXPECT_EQ(sampling_timesteps(1000, 10, "quadratic"),
+  EXPECT_EQ(sampling_timesteps(1000, 10, Spacing::quadratic),
             (V{0, 9, 39, 88, 158, 246, 355, 483, 632, 800}));
   // 50 quadratic steps crowd at the start (DDIM's own list repeats 0 and 2): pushed apart, then
   // DDIM's values from i = 5 on.
-  const auto quadratic = sampling_timesteps(1000, 50, "quadratic");
+  const auto quadratic = sampling_timesteps(1000, 50, Spacing::quadratic);
   EXPECT_EQ(V(quadratic.begin(), quadratic.begin() + 6), (V{0, 1, 2, 3, 5, 8}));
   for (int i = 5; i < 50; ++i) {
     EXPECT_EQ(quadratic[i], int64_t(800.0 * i * i / (49.0 * 49.0) + 1e-9)) << i;
   }
-  EXPECT_EQ(sampling_timesteps(1000, 1, "uniform"), (V{999}));
-  EXPECT_EQ(sampling_timesteps(1000, 1, "quadratic"), (V{999}));
+  EXPECT_EQ(sampling_timesteps(1000, 1, Spacing::uniform), (V{999}));
+  EXPECT_EQ(sampling_timesteps(1000, 1, Spacing::quadratic), (V{999}));
 }
 
 TEST(SamplerTimesteps, RejectsImpossibleRequests) {
   for (const int steps : {0, -3, 1001}) {
     try {
-      sampling_timesteps(1000, steps, "uniform");
+      sampling_timesteps(1000, steps, Spacing::uniform);
       ADD_FAILURE() << "steps " << steps << " accepted";
     } catch (const Error& error) {
       EXPECT_EQ(error.kind(), ErrorKind::config);
       EXPECT_NE(std::string(error.what()).find("sample.steps"), std::string::npos);
     }
   }
-  EXPECT_THROW(sampling_timesteps(1000, 10, "cubic"), Error);
+  EXPECT_THROW(testing::spacing_named("cubic"), Error);
 }
 
 TEST(SamplerNames, RoundTripAndErrors) {
   for (const SamplerInfo& info : all_samplers()) {
-    EXPECT_EQ(sampler_from_name(sampler_name(info.kind)), info.kind);
+    EXPECT_EQ(choice_from_name<SamplerKind>(choice_name(info.kind), "sample.sampler"), info.kind);
   }
-  EXPECT_EQ(sampler_name(SamplerKind::ddim), "ddim");
-  EXPECT_EQ(sampler_name(SamplerKind::dpmpp_2m_sde), "dpmpp_2m_sde");
+  EXPECT_EQ(choice_name(SamplerKind::ddim), "ddim");
+  EXPECT_EQ(choice_name(SamplerKind::dpmpp_2m_sde), "dpmpp_2m_sde");
   try {
-    sampler_from_name("eulr");
+    choice_from_name<SamplerKind>("eulr", "sample.sampler");
     ADD_FAILURE() << "accepted 'eulr'";
   } catch (const Error& error) {
     EXPECT_EQ(error.kind(), ErrorKind::config);
@@ -492,11 +493,11 @@ TEST(SamplerNames, RoundTripAndErrors) {
     EXPECT_NE(message.find("'euler'"), std::string::npos) << message;  // the suggestion
   }
   try {
-    sampler_from_name("plms");
+    choice_from_name<SamplerKind>("plms", "sample.sampler");
     ADD_FAILURE() << "accepted 'plms'";
   } catch (const Error& error) {
     const std::string message = error.what();
-    for (const std::string& name : sampler_names()) {
+    for (const std::string& name : choice_names<SamplerKind>()) {
       EXPECT_NE(message.find(name), std::string::npos) << message;
     }
   }
@@ -504,35 +505,32 @@ TEST(SamplerNames, RoundTripAndErrors) {
 
 TEST(SamplerOptionsTest, FromConfigAndValidation) {
   SampleConfig config;
-  config.sampler = "ddim";
+  config.sampler = SamplerKind::ddim;
   config.steps = 50;
   config.eta = 0.5;
-  config.variance = "fixed_small";
-  config.spacing = "quadratic";
+  config.variance = Variance::fixed_small;
+  config.spacing = Spacing::quadratic;
   config.clip_denoised = false;
   DiffusionConfig diffusion;
-  diffusion.prediction = "v";
+  diffusion.prediction = Prediction::v;
   const SamplerOptions options = sampler_options(config, diffusion);
   EXPECT_EQ(options.prediction, Prediction::v);
   EXPECT_EQ(options.kind, SamplerKind::ddim);
   EXPECT_EQ(options.steps, 50);
   EXPECT_EQ(options.eta, 0.5);
-  EXPECT_EQ(options.variance, "fixed_small");
-  EXPECT_EQ(options.spacing, "quadratic");
+  EXPECT_EQ(options.variance, Variance::fixed_small);
+  EXPECT_EQ(options.spacing, Spacing::quadratic);
   EXPECT_FALSE(options.clip_denoised);
   EXPECT_NO_THROW(validate_sampler_options(options, 1000));
 
   SamplerOptions bad = options;
-  bad.variance = "learned";
-  EXPECT_THROW(validate_sampler_options(bad, 1000), Error);
-  bad = options;
   bad.eta = -1;
   EXPECT_THROW(validate_sampler_options(bad, 1000), Error);
   bad = options;
   bad.steps = 51;
   EXPECT_THROW(validate_sampler_options(bad, 50), Error);
   bad = options;
-  bad.spacing = "linear";
+  bad.spacing = Spacing::karras;  // a spacing of sigma levels, which ddim does not take
   const NoiseSchedule schedule{DiffusionConfig{}};
   EXPECT_THROW(run_sampler([](const torch::Tensor& x, const torch::Tensor&) { return x; },
                            schedule, bad, torch::zeros({1, 1, 1, 1}), {}),

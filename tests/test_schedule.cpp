@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "config/choices.h"
 #include "diffusion/schedule.h"
 
 namespace ddpm {
@@ -12,7 +13,7 @@ namespace {
 
 DiffusionConfig diffusion_config(const std::string& schedule, int timesteps = 1000) {
   DiffusionConfig config;
-  config.schedule = schedule;
+  config.schedule = choice_from_name<Schedule>(schedule, "diffusion.schedule");
   config.timesteps = timesteps;
   return config;
 }
@@ -23,12 +24,12 @@ std::vector<double> reference_betas(const DiffusionConfig& c) {
   std::vector<double> betas(T);
   for (int i = 0; i < T; ++i) {
     const double u = T == 1 ? 0.0 : double(i) / (T - 1);
-    if (c.schedule == "linear") {
+    if (c.schedule == Schedule::linear) {
       betas[i] = c.beta_start * (1 - u) + c.beta_end * u;
-    } else if (c.schedule == "quadratic") {
+    } else if (c.schedule == Schedule::quadratic) {
       const double root = std::sqrt(c.beta_start) * (1 - u) + std::sqrt(c.beta_end) * u;
       betas[i] = root * root;
-    } else if (c.schedule == "sigmoid") {
+    } else if (c.schedule == Schedule::sigmoid) {
       const double x = -6.0 + 12.0 * u;
       betas[i] = c.beta_start + (c.beta_end - c.beta_start) / (1.0 + std::exp(-x));
     } else {

@@ -59,6 +59,11 @@ CommandResult run_ddpm(const std::string& arguments);
 int free_port();
 
 // A small UNet (16 channels, 2 levels, attention at 8) for `channels` x size x size images.
+// A spacing by its sample.spacing name (test tables keep the names users write).
+inline Spacing spacing_named(const std::string& name) {
+  return choice_from_name<Spacing>(name, "sample.spacing");
+}
+
 ModelConfig small_model_config();
 DataConfig image_config(int channels, int height, int width);
 

@@ -49,11 +49,11 @@ TEST(Prediction, TargetsConvertBackToTheNoiseAtEveryNoiseLevel) {
       const torch::Tensor target = prediction_target(prediction, x0, eps, a_t, s_t);
       const torch::Tensor back = eps_from_prediction(prediction, target, x_t, alpha_bar);
       EXPECT_LT((back - eps).abs().max().item<double>(), 1e-9)
-          << prediction_name(prediction) << " at alpha_bar " << alpha_bar;
+          << choice_name(prediction) << " at alpha_bar " << alpha_bar;
     }
   }
-  EXPECT_EQ(prediction_from_name("v"), Prediction::v);
-  EXPECT_THROW(prediction_from_name("velocity"), Error);
+  EXPECT_EQ(choice_from_name<Prediction>("v", "diffusion.prediction"), Prediction::v);
+  EXPECT_THROW(choice_from_name<Prediction>("velocity", "diffusion.prediction"), Error);
 }
 
 // A model whose x0 estimate is x0 + delta, in the parameterisation `prediction`: the same
@@ -104,8 +104,8 @@ TEST(MinSnrLoss, TheSameX0ErrorCostsTheSameInEveryParameterisation) {
     const double unweighted =
         training_loss(model, schedule, x0, draw, {kinds[k], false, 5.0}).item<double>();
     // float32 buffers and targets: 1e-4 relative (eps at t = 0 divides by sqrt(1e-4)).
-    EXPECT_NEAR(weighted, min_snr, 1e-4 * min_snr) << prediction_name(kinds[k]);
-    EXPECT_NEAR(unweighted, plain[k], 1e-4 * plain[k]) << prediction_name(kinds[k]);
+    EXPECT_NEAR(weighted, min_snr, 1e-4 * min_snr) << choice_name(kinds[k]);
+    EXPECT_NEAR(unweighted, plain[k], 1e-4 * plain[k]) << choice_name(kinds[k]);
   }
   // eps without weighting is L_simple itself.
   const EpsilonPredictor eps_model = offset_model(Prediction::eps, schedule, x0, delta);
@@ -128,7 +128,7 @@ TEST(PredictionSampling, EverySamplerGivesTheSameImagesFromEpsX0AndVModels) {
     SamplerOptions options;
     options.kind = info.kind;
     options.steps = 8;
-    options.spacing = info.sigma_space ? "karras" : "uniform";
+    options.spacing = info.sigma_space ? Spacing::karras : Spacing::uniform;
     options.clip_denoised = false;
     const TimestepGrid grid =
         timestep_grid(schedule.table(), options.kind, options.steps, options.spacing);
@@ -320,7 +320,7 @@ TEST_F(RecipeRun, EveryOptionTogetherResumesExactlyAndLogsTheEmaDecay) {
     EXPECT_EQ(straight[i]["ema_decay"], resumed[i]["ema_decay"]);
   }
   // The checkpoint records the prediction type, and sampling reads it from there.
-  EXPECT_EQ(a.config["diffusion"]["prediction"], "v");
+  EXPECT_EQ(a.config.diffusion.prediction, Prediction::v);
 }
 
 TEST_F(RecipeRun, QualityDuringTrainingIsDdpmEvalOfTheSameSamples) {

@@ -4,6 +4,7 @@
 
 #include "base/device.h"
 #include "base/log.h"
+#include "config/config_json.h"
 #include "config/sampler_kind.h"
 #include "ddpm/ddpm.h"
 #include "ddpm/ddpm_tensor.h"
@@ -24,32 +25,36 @@ struct Pipeline::State {
 
 namespace {
 
-// The request as overrides of the sample section, as `ddpm sample`'s flags are.
-std::vector<std::string> request_overrides(const SampleRequest& request) {
-  if (request.num_images < 0) {
-    throw Error(ErrorKind::usage, "SampleRequest::num_images must be >= 1 (0: the model's "
-                                  "sample.num_images), got " +
-                                      std::to_string(request.num_images));
-  }
-  std::vector<std::string> overrides;
+// The request's "sample.KEY=VALUE" overrides, checked to be of the sample section.
+const std::vector<std::string>& sample_overrides(const SampleRequest& request) {
   for (const std::string& assignment : request.overrides) {
     if (!assignment.starts_with("sample.")) {
       throw Error(ErrorKind::usage, "SampleRequest::overrides sets keys of the sample section "
                                     "only (sample.KEY=VALUE), got '" + assignment + "'");
     }
-    overrides.push_back(assignment);
   }
-  const auto set = [&](const std::string& key, const nlohmann::json& value) {
-    overrides.push_back("sample." + key + "=" + value.dump());
-  };
-  if (request.num_images > 0) set("num_images", request.num_images);
-  if (request.batch_size) set("batch_size", *request.batch_size);
-  if (!request.sampler.empty()) set("sampler", request.sampler);
-  if (request.steps) set("steps", *request.steps);
-  if (request.seed) set("seed", *request.seed);
-  if (request.guidance) set("guidance", *request.guidance);
-  if (!request.precision.empty()) set("precision", request.precision);
-  return overrides;
+  return request.overrides;
+}
+
+// The request's typed fields on the sample section (after its overrides, as `ddpm sample`'s
+// flags come after its --set).
+void apply_request(const SampleRequest& request, SampleConfig& sample) {
+  if (request.num_images < 0) {
+    throw Error(ErrorKind::usage, "SampleRequest::num_images must be >= 1 (0: the model's "
+                                  "sample.num_images), got " +
+                                      std::to_string(request.num_images));
+  }
+  if (request.num_images > 0) sample.num_images = request.num_images;
+  if (request.batch_size) sample.batch_size = *request.batch_size;
+  if (!request.sampler.empty()) {
+    sample.sampler = choice_from_name<SamplerKind>(request.sampler, "sample.sampler");
+  }
+  if (request.steps) sample.steps = *request.steps;
+  if (request.seed) sample.seed = *request.seed;
+  if (request.guidance) sample.guidance = *request.guidance;
+  if (!request.precision.empty()) {
+    sample.precision = choice_from_name<Precision>(request.precision, "sample.precision");
+  }
 }
 
 // A request resolved against the model: its config, the class of every image, the settings
@@ -61,7 +66,9 @@ struct Resolved {
 };
 
 Resolved resolve(const Pipeline::State& state, const SampleRequest& request) {
-  Config config = sampling_config(state.source.config, request_overrides(request));
+  Config config =
+      sampling_config(state.source.config, sample_overrides(request),
+                      [&](SampleConfig& sample) { apply_request(request, sample); });
   SampleClasses classes = plan_sample_classes(request.classes, config, config.sample.num_images);
   SampleSettings settings = sample_settings(config);
   validate_sampler_options(settings.solver, state.model.schedule.timesteps());
@@ -136,16 +143,16 @@ SamplePlan Pipeline::plan(const SampleRequest& request) const {
   SamplePlan plan;
   plan.num_images = sample.num_images;
   plan.batch_size = resolved.settings.batch_size;
-  plan.sampler = sampler_name(resolved.settings.solver.kind);
+  plan.sampler = choice_name(sample.sampler);
   plan.steps = sample.steps;
   plan.network_evaluations = sampler_evaluations(resolved.settings.solver.kind, sample.steps);
-  plan.spacing = sample.spacing;
+  plan.spacing = choice_name(sample.spacing);
   plan.eta = sample.eta;
-  plan.variance = sample.variance;
+  plan.variance = choice_name(sample.variance);
   plan.clip_denoised = sample.clip_denoised;
   plan.seed = sample.seed;
   plan.guidance = sample.guidance;
-  plan.precision = sample.precision;
+  plan.precision = choice_name(sample.precision);
   plan.image_classes = resolved.classes.labels;
   plan.classes = resolved.classes.classes;
   return plan;
@@ -191,7 +198,9 @@ int Pipeline::height() const { return static_cast<int>(state_->config.data.heigh
 int Pipeline::width() const { return static_cast<int>(state_->config.data.width); }
 int64_t Pipeline::step() const { return state_->source.step; }
 std::string Pipeline::device() const { return state_->model.device.str(); }
-std::string Pipeline::config_json() const { return state_->source.config.dump(2); }
+std::string Pipeline::config_json() const {
+  return config_to_json(state_->source.config).dump(2);
+}
 std::string Pipeline::source_path() const { return state_->source.path.string(); }
 
 std::string Pipeline::weights() const {

@@ -19,7 +19,7 @@ Precision precision_from_name(const std::string& name, const std::string& key) {
   return Precision::fp32;
 }
 
-std::string precision_name(Precision precision) {
+const std::string& precision_name(Precision precision) {
   return precision_names()[static_cast<size_t>(precision)];
 }
 

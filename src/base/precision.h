@@ -10,19 +10,12 @@
 // is close to it only on processors with AMX (docs/BENCHMARKS.md).
 #pragma once
 
-#include <string>
-#include <vector>
-
 #include <torch/torch.h>
+
+#include "base/precision_name.h"
 
 namespace ddpm {
 
-enum class Precision { fp32, bf16, fp16 };
-
-const std::vector<std::string>& precision_names();  // "fp32", "bf16", "fp16"
-// Throws ddpm::Error (config, naming `key`, e.g. "train.precision") for an unknown name.
-Precision precision_from_name(const std::string& name, const std::string& key);
-std::string precision_name(Precision precision);
 // The dtype autocast runs in (float32 for fp32).
 torch::ScalarType precision_dtype(Precision precision);
 

@@ -98,7 +98,9 @@ Round sampling_round(const Config& config, torch::Device device, SamplerKind kin
   options.kind = kind;
   // The config's sample section may name another sampler: keep only what suits this one.
   if (kind != SamplerKind::ddim) options.eta = 0.0;
-  if (options.spacing == "karras" && !sampler_info(kind).sigma_space) options.spacing = "uniform";
+  if (options.spacing == Spacing::karras && !sampler_info(kind).sigma_space) {
+    options.spacing = Spacing::uniform;
+  }
   const std::vector<int64_t> shape = {config.data.channels, config.data.height, config.data.width};
   const auto run_chain = [=](int chain) {
     torch::InferenceMode inference;
@@ -126,15 +128,7 @@ void wait_for_go() {
   }
 }
 
-}  // namespace
-
-int run_bench(int argc, char** argv) {
-  cxxopts::Options options(
-      "ddpm bench",
-      "Measures a config's network on synthetic data: training images/s (L_simple, Adam, "
-      "clipping, EMA: the steps of ddpm train), sampling images/s of a sampling chain, peak "
-      "memory and model FLOP utilisation (3 x forward FLOPs per trained image over "
-      "--peak-tflops). Warm-up is excluded.");
+void add_bench_options(cxxopts::Options& options) {
   add_config_options(options);
   options.add_options()("mode", "train or sample", cxxopts::value<std::string>()->default_value("train"))(
       "batch", "images per batch (default: train.batch_size or sample.batch_size)",
@@ -165,32 +159,43 @@ int run_bench(int argc, char** argv) {
                  "and write a Chrome trace to FILE (chrome://tracing, ui.perfetto.dev)",
       cxxopts::value<std::string>())(
       "json", "also write the figures to this JSON file", cxxopts::value<std::string>());
-  const auto parsed = parse_command(options, argc, argv, true);
-  if (!parsed) return 0;
-  const cxxopts::ParseResult& arguments = *parsed;
-  const Config config = config_from_arguments(arguments);
+}
+
+// The command line of one benchmark, checked.
+struct BenchPlan {
+  bool train = true;  // else sampling
+  Precision precision = Precision::fp32;
+  int steps = 0, warmup = 0, rounds = 0, batch = 0;
+  bool sync = false, channels_last = false;
+  std::string json_path, profile_path;
+  torch::Device device = torch::kCPU;
+};
+
+BenchPlan bench_plan(const cxxopts::ParseResult& arguments, const Config& config) {
+  BenchPlan plan;
   const std::string mode = arguments["mode"].as<std::string>();
-  const std::string precision = arguments["precision"].as<std::string>();
-  const int steps = arguments["steps"].as<int>();
-  const int warmup = arguments["warmup"].as<int>();
   if (mode != "train" && mode != "sample") {
     throw Error(ErrorKind::usage, "--mode must be train or sample, got '" + mode + "'");
   }
+  plan.train = mode == "train";
+  const std::string precision = arguments["precision"].as<std::string>();
   if (std::find(precision_names().begin(), precision_names().end(), precision) ==
       precision_names().end()) {
     throw Error(ErrorKind::usage,
                 "--precision must be " + choice_list(precision_names()) + ", got '" + precision +
                     "'");
   }
-  const int rounds = arguments["rounds"].as<int>();
-  if (steps < 1 || warmup < 0 || rounds < 1) {
+  plan.precision = precision_from_name(precision, "--precision");
+  plan.steps = arguments["steps"].as<int>();
+  plan.warmup = arguments["warmup"].as<int>();
+  plan.rounds = arguments["rounds"].as<int>();
+  if (plan.steps < 1 || plan.warmup < 0 || plan.rounds < 1) {
     throw Error(ErrorKind::usage, "--steps and --rounds must be >= 1 and --warmup >= 0");
   }
-  const bool sync = arguments.count("sync") > 0;
-  const std::string json_path = arguments.count("json") ? arguments["json"].as<std::string>() : "";
-  const std::string profile_path =
-      arguments.count("profile") ? arguments["profile"].as<std::string>() : "";
-  for (const std::string& path : {json_path, profile_path}) {
+  plan.sync = arguments.count("sync") > 0;
+  plan.json_path = arguments.count("json") ? arguments["json"].as<std::string>() : "";
+  plan.profile_path = arguments.count("profile") ? arguments["profile"].as<std::string>() : "";
+  for (const std::string& path : {plan.json_path, plan.profile_path}) {
     if (path.empty()) continue;
     const auto folder = std::filesystem::absolute(path).parent_path();
     if (!std::filesystem::is_directory(folder)) {
@@ -198,93 +203,124 @@ int run_bench(int argc, char** argv) {
                                         " does not exist; create it or write elsewhere");
     }
   }
-  const torch::Device device = resolve_device(arguments["device"].as<std::string>());
+  plan.device = resolve_device(arguments["device"].as<std::string>());
   const std::string memory_format = arguments["memory-format"].as<std::string>();
   if (memory_format != "auto" && memory_format != "channels_last" &&
       memory_format != "contiguous") {
     throw Error(ErrorKind::usage, "--memory-format must be auto, channels_last or contiguous, "
                                   "got '" + memory_format + "'");
   }
-  const bool channels_last = memory_format == "auto" ? prefers_channels_last(device)
-                                                     : memory_format == "channels_last";
-  const int batch = arguments.count("batch") ? arguments["batch"].as<int>()
-                    : mode == "train"         ? config.train.batch_size
-                                              : config.sample.batch_size;
-  if (batch < 1) throw Error(ErrorKind::usage, "--batch must be >= 1");
+  plan.channels_last = memory_format == "auto" ? prefers_channels_last(plan.device)
+                                               : memory_format == "channels_last";
+  plan.batch = arguments.count("batch") ? arguments["batch"].as<int>()
+               : plan.train             ? config.train.batch_size
+                                        : config.sample.batch_size;
+  if (plan.batch < 1) throw Error(ErrorKind::usage, "--batch must be >= 1");
+  return plan;
+}
 
-  UNet probe(config.model, config.data);
-  const ModelSummary summary = summarize(probe);
-  nlohmann::json result = {{"mode", mode},
-                           {"batch", batch},
-                           {"precision", precision},
-                           {"device", describe_device(device)},
-                           {"threads", torch::get_num_threads()},
-                           {"memory_format", channels_last ? "channels_last" : "contiguous"},
-                           {"parameters", summary.parameters},
-                           {"forward_gflops_per_image", summary.forward_flops_per_image / 1e9},
-                           {"steps", steps}};
-  const double peak_tflops = arguments["peak-tflops"].as<double>();
-  Round round;
-  if (mode == "train") {
-    round = training_round(config, device, precision_from_name(precision, "--precision"),
-                           channels_last, batch, warmup, steps);
-  } else {
-    const SamplerKind kind = sampler_from_name(arguments["sampler"].as<std::string>());
-    const int chain = kind == SamplerKind::ddpm ? static_cast<int>(config.diffusion.timesteps)
-                                                : arguments["chain-steps"].as<int>();
-    if (chain < 1 || chain > config.diffusion.timesteps || steps > config.diffusion.timesteps) {
-      throw Error(ErrorKind::usage, "--chain-steps and --steps must be in [1, T]");
-    }
-    result["sampler"] = sampler_name(kind);
-    result["chain_steps"] = chain;
-    round = sampling_round(config, device, kind, precision_from_name(precision, "--precision"),
-                           channels_last, batch, warmup, steps, chain);
+// The round the plan times; a sampling round records its sampler and chain in `result`.
+Round make_round(const cxxopts::ParseResult& arguments, const Config& config,
+                 const BenchPlan& plan, nlohmann::json& result) {
+  if (plan.train) {
+    return training_round(config, plan.device, plan.precision, plan.channels_last, plan.batch,
+                          plan.warmup, plan.steps);
   }
+  const auto kind =
+      choice_from_name<SamplerKind>(arguments["sampler"].as<std::string>(), "--sampler");
+  const int chain = kind == SamplerKind::ddpm ? static_cast<int>(config.diffusion.timesteps)
+                                              : arguments["chain-steps"].as<int>();
+  if (chain < 1 || chain > config.diffusion.timesteps || plan.steps > config.diffusion.timesteps) {
+    throw Error(ErrorKind::usage, "--chain-steps and --steps must be in [1, T]");
+  }
+  result["sampler"] = choice_name(kind);
+  result["chain_steps"] = chain;
+  return sampling_round(config, plan.device, kind, plan.precision, plan.channels_last, plan.batch,
+                        plan.warmup, plan.steps, chain);
+}
 
-  synchronize(device);
-  reset_peak_memory(device);
-  if (sync) std::cout << "ready" << std::endl;
+// Images per second of each timed round (with --sync, in step with the driver).
+std::vector<double> time_rounds(const Round& round, const BenchPlan& plan) {
+  synchronize(plan.device);
+  reset_peak_memory(plan.device);
+  if (plan.sync) std::cout << "ready" << std::endl;
   std::vector<double> rates;
-  for (int r = 0; r < rounds; ++r) {
-    if (sync) wait_for_go();
+  for (int r = 0; r < plan.rounds; ++r) {
+    if (plan.sync) wait_for_go();
     const auto start = Clock::now();
     round.run();
-    synchronize(device);
+    synchronize(plan.device);
     rates.push_back(round.images / seconds_since(start));
-    if (sync) std::cout << "round " << rates.back() << std::endl;
+    if (plan.sync) std::cout << "round " << rates.back() << std::endl;
   }
-  if (sync) {
+  if (plan.sync) {
     // Finish only when the driver closes stdin, after every process's last round, so that no
     // process's exit overlaps another's timed round.
     for (std::string line; std::getline(std::cin, line);) {
     }
   }
+  return rates;
+}
+
+// One more round under the operator profiler: the operators by self time, and a Chrome trace.
+void profile_round(const Round& round, const BenchPlan& plan) {
+  OpProfile profile(plan.device);
+  const auto start = Clock::now();
+  round.run();
+  synchronize(plan.device);
+  const double wall_ms = 1e3 * seconds_since(start);
+  const std::vector<OpTime> times = profile.stop(plan.profile_path);
+  std::printf("\nprofile of one more round: %.1f ms (trace: %s)\n", wall_ms,
+              plan.profile_path.c_str());
+  print_op_times(std::cout, times, wall_ms, 25);
+}
+
+}  // namespace
+
+int run_bench(int argc, char** argv) {
+  cxxopts::Options options(
+      "ddpm bench",
+      "Measures a config's network on synthetic data: training images/s (L_simple, Adam, "
+      "clipping, EMA: the steps of ddpm train), sampling images/s of a sampling chain, peak "
+      "memory and model FLOP utilisation (3 x forward FLOPs per trained image over "
+      "--peak-tflops). Warm-up is excluded.");
+  add_bench_options(options);
+  const auto parsed = parse_command(options, argc, argv, true);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& arguments = *parsed;
+  const Config config = config_from_arguments(arguments);
+  const BenchPlan plan = bench_plan(arguments, config);
+
+  UNet probe(config.model, config.data);
+  const ModelSummary summary = summarize(probe);
+  const std::string mode = plan.train ? "train" : "sample";
+  nlohmann::json result = {{"mode", mode},
+                           {"batch", plan.batch},
+                           {"precision", precision_name(plan.precision)},
+                           {"device", describe_device(plan.device)},
+                           {"threads", torch::get_num_threads()},
+                           {"memory_format", plan.channels_last ? "channels_last" : "contiguous"},
+                           {"parameters", summary.parameters},
+                           {"forward_gflops_per_image", summary.forward_flops_per_image / 1e9},
+                           {"steps", plan.steps}};
+  const Round round = make_round(arguments, config, plan, result);
+  const std::vector<double> rates = time_rounds(round, plan);
   const double images_per_s = median(rates);
-  result[mode == "train" ? "train_images_per_s" : "sample_images_per_s"] = images_per_s;
+  result[plan.train ? "train_images_per_s" : "sample_images_per_s"] = images_per_s;
   result["rounds"] = rates;
-  if (mode == "train") {
+  if (plan.train) {
+    const double peak_tflops = arguments["peak-tflops"].as<double>();
     result["mfu"] = peak_tflops > 0 ? nlohmann::json(3.0 * summary.forward_flops_per_image *
                                                      images_per_s / (peak_tflops * 1e12))
                                     : nlohmann::json();
   }
-  result["peak_memory_bytes"] = peak_memory_bytes(device);
-
+  result["peak_memory_bytes"] = peak_memory_bytes(plan.device);
   for (const auto& item : result.items()) {
     std::printf("%-26s %s\n", item.key().c_str(), item.value().dump().c_str());
   }
   std::fflush(stdout);
-  if (!json_path.empty()) write_file_atomically(json_path, result.dump(2) + "\n");
-  if (!profile_path.empty()) {
-    OpProfile profile(device);
-    const auto start = Clock::now();
-    round.run();
-    synchronize(device);
-    const double wall_ms = 1e3 * seconds_since(start);
-    const std::vector<OpTime> times = profile.stop(profile_path);
-    std::printf("\nprofile of one more round: %.1f ms (trace: %s)\n", wall_ms,
-                profile_path.c_str());
-    print_op_times(std::cout, times, wall_ms, 25);
-  }
+  if (!plan.json_path.empty()) write_file_atomically(plan.json_path, result.dump(2) + "\n");
+  if (!plan.profile_path.empty()) profile_round(round, plan);
   return 0;
 }
 

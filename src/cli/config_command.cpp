@@ -32,13 +32,14 @@ int run_config(int argc, char** argv) {
   }
   const ModelSource source = load_model_source(arguments["checkpoint"].as<std::string>());
   for (const auto& warning : source.warnings) log::warn(warning);
-  nlohmann::json config = source.config;
+  Config config = source.config;
   if (arguments.count("set")) {
     for (const auto& assignment : arguments["set"].as<std::vector<std::string>>()) {
       apply_override(config, assignment);
     }
+    validate(config);
   }
-  std::cout << config_to_json(config_from_json(config)).dump(2) << "\n";
+  std::cout << config_to_json(config).dump(2) << "\n";
   return 0;
 }
 

@@ -2,7 +2,6 @@
 #include "base/log.h"
 #include "commands.h"
 #include "common.h"
-#include "config/config_json.h"
 #include "ddpm/error.h"
 #include "formats/checkpoint.h"
 #include "formats/weights.h"
@@ -41,7 +40,7 @@ int run_export(int argc, char** argv) {
   }
   const ModelSource source = load_model_source(arguments["checkpoint"].as<std::string>());
   for (const auto& warning : source.warnings) log::warn(warning);
-  const Config config = config_from_json(source.config);
+  const Config& config = source.config;
   UNet model(config.model, config.data);
   load_state_dict(*model, which == "ema" ? source.ema : source.model,
                   "'" + source.path.string() + "'");

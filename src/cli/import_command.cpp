@@ -2,7 +2,6 @@
 #include "base/log.h"
 #include "commands.h"
 #include "common.h"
-#include "config/config_json.h"
 #include "ddpm/error.h"
 #include "formats/weights.h"
 #include "interop/model_source.h"
@@ -45,7 +44,7 @@ int run_import(int argc, char** argv) {
   }
   for (const auto& warning : source.warnings) log::warn(warning);
   // The weights must build the model the configs describe, before anything is written.
-  const Config config = config_from_json(source.config);
+  const Config& config = source.config;
   UNet model(config.model, config.data);
   load_state_dict(*model, source.ema, "'" + folder.string() + "'");
 

@@ -208,11 +208,11 @@ cxxopts::Options sample_options() {
       "num", "number of images (sample.num_images)", cxxopts::value<std::string>())(
       "batch", "images per batch (sample.batch_size)", cxxopts::value<std::string>())(
       "sampler",
-      choice_list(sampler_names()) + " (sample.sampler; --list-samplers describes them)",
+      choice_list(choice_names<SamplerKind>()) + " (sample.sampler; --list-samplers describes them)",
       cxxopts::value<std::string>())(
       "steps", "reverse steps; fewer than T respaces (sample.steps)",
       cxxopts::value<std::string>())(
-      "spacing", choice_list(spacing_names()) + " (sample.spacing)",
+      "spacing", choice_list(choice_names<Spacing>()) + " (sample.spacing)",
       cxxopts::value<std::string>())("eta", "DDIM eta (sample.eta)", cxxopts::value<std::string>())(
       "list-samplers", "print the samplers with their order, kind and cost, then exit")(
       "seed", "random seed (sample.seed)", cxxopts::value<std::string>())(
@@ -241,6 +241,31 @@ cxxopts::Options sample_options() {
                                                   cxxopts::value<std::string>()->default_value(
                                                       "auto"));
   return options;
+}
+
+// The progress line, and with --trajectory the predicted x0 every `every` steps into `frames`.
+void attach_display(SampleRequest& request, ProgressDisplay& display,
+                    std::chrono::steady_clock::time_point start, const Pipeline& pipeline,
+                    int every, std::vector<torch::Tensor>& frames) {
+  request.on_progress = [&display, start](const SampleProgress& progress) {
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    display.update(progress.step, progress.steps_total, elapsed,
+                   "images " + std::to_string(progress.images_done) + "-" +
+                       std::to_string(progress.images_done + progress.batch_images - 1));
+  };
+  request.preview_every = every;
+  request.on_preview = [&frames, &pipeline](const SamplePreview& preview) {
+    frames.push_back(torch::tensor(preview.x0).reshape(
+        {preview.count, pipeline.channels(), pipeline.height(), pipeline.width()}));
+  };
+}
+
+// trajectory.png: one row per image, one column per frame ([B, frames, C, H, W] per batch).
+void write_trajectory(const fs::path& file, const std::vector<torch::Tensor>& batches,
+                      const Metadata& metadata) {
+  const auto strips = torch::cat(batches);
+  write_png(file, make_grid(strips.flatten(0, 1), static_cast<int>(strips.size(1))), metadata);
 }
 
 }  // namespace
@@ -286,18 +311,7 @@ int run_sample(int argc, char** argv) {
   std::vector<torch::Tensor> all_images, trajectory, frames;
   ProgressDisplay display("sampling step", std::max(1, plan.steps / 10));
   const auto start = std::chrono::steady_clock::now();
-  request.on_progress = [&](const SampleProgress& progress) {
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    display.update(progress.step, progress.steps_total, elapsed,
-                   "images " + std::to_string(progress.images_done) + "-" +
-                       std::to_string(progress.images_done + progress.batch_images - 1));
-  };
-  request.preview_every = trajectory_every;
-  request.on_preview = [&](const SamplePreview& preview) {
-    frames.push_back(torch::tensor(preview.x0).reshape(
-        {preview.count, pipeline.channels(), pipeline.height(), pipeline.width()}));
-  };
+  attach_display(request, display, start, pipeline, trajectory_every, frames);
   pipeline.generate_batches(request, [&](int64_t first, const torch::Tensor& images) {
     for (int64_t i = 0; i < images.size(0); ++i) {
       write_png(files.image(first + i), tensor_to_image(images[i]),
@@ -315,11 +329,7 @@ int run_sample(int argc, char** argv) {
     write_png(arguments["grid"].as<std::string>(),
               sample_grid_image(torch::cat(all_images), plan), metadata);
   }
-  if (!trajectory.empty()) {
-    const auto strips = torch::cat(trajectory);  // one row per image, one column per frame
-    write_png(out / "trajectory.png",
-              make_grid(strips.flatten(0, 1), static_cast<int>(strips.size(1))), metadata);
-  }
+  if (!trajectory.empty()) write_trajectory(out / "trajectory.png", trajectory, metadata);
   char rate[64];
   std::snprintf(rate, sizeof rate, "%.2f images/s", double(plan.num_images) / seconds);
   log::info("wrote " + std::to_string(plan.num_images) + " images to " + out.string() + " in " +

@@ -6,10 +6,6 @@
 #include <regex>
 #include <sstream>
 
-#include "base/precision.h"
-#include "base/suggest.h"
-#include "config/choices.h"
-#include "config/sampler_kind.h"
 #include "ddpm/error.h"
 
 namespace ddpm {
@@ -45,7 +41,6 @@ void validate_data(const DataConfig& data) {
           "data.max_image_pixels",
           "must be in [1, " + str(kMostImagePixels) + "] (16384 x 16384, the most the "
           "decoder takes), got " + str(data.max_image_pixels));
-  require_choice(data.labels, "data.labels", {"none", "folders"});
   for (size_t i = 0; i < data.classes.size(); ++i) {
     const std::string& name = data.classes[i];
     require(!name.empty() && name != "." && name != ".." &&
@@ -58,58 +53,11 @@ void validate_data(const DataConfig& data) {
   }
 }
 
-void validate_model(const ModelConfig& model, const DataConfig& data) {
-  require(model.base_channels >= 4 && model.base_channels % 2 == 0, "model.base_channels",
-          "must be an even number >= 4 (the sinusoidal time embedding splits it into sin and "
-          "cos halves), got " + str(model.base_channels));
-  require(!model.channel_mult.empty() && model.channel_mult.size() <= 12, "model.channel_mult",
-          "needs between 1 and 12 levels, got " + str(model.channel_mult.size()));
-  for (int mult : model.channel_mult) {
-    require(mult > 0, "model.channel_mult", "entries must be positive, got " + str(mult));
-  }
-  require(model.num_res_blocks >= 1, "model.num_res_blocks",
-          "must be >= 1, got " + str(model.num_res_blocks));
-  require(model.attention_heads >= 1, "model.attention_heads",
-          "must be >= 1, got " + str(model.attention_heads));
-  require(model.attention_head_channels >= 0, "model.attention_head_channels",
-          "must be >= 0 (0: model.attention_heads heads everywhere), got " +
-              str(model.attention_head_channels));
-  require(model.attention_head_channels == 0 || model.attention_heads == 1,
-          "model.attention_heads",
-          "is " + str(model.attention_heads) + " while model.attention_head_channels is " +
-              str(model.attention_head_channels) +
-              "; set one of them (a head count, or channels per head)");
-  require(model.norm_eps > 0.0 && model.norm_eps < 1.0, "model.norm_eps",
-          "must be in (0, 1), got " + str(model.norm_eps));
-  require_choice(model.time_embedding_order, "model.time_embedding_order",
-                 {"sin_cos", "cos_sin"});
-  require(model.time_embedding_shift >= 0.0 &&
-              model.time_embedding_shift < model.base_channels / 2,
-          "model.time_embedding_shift",
-          "must be in [0, base_channels / 2 = " + str(model.base_channels / 2) + "), got " +
-              str(model.time_embedding_shift));
-  require_choice(model.downsample_padding, "model.downsample_padding",
-                 {"asymmetric", "symmetric"});
-  require(model.dropout >= 0.0 && model.dropout < 1.0, "model.dropout",
-          "must be in [0, 1), got " + str(model.dropout));
-  require(model.num_classes >= 0 && model.num_classes <= 1'000'000, "model.num_classes",
-          "must be in [0, 1000000] (0: unconditional), got " + str(model.num_classes));
-  require(data.classes.empty() || model.num_classes == 0 ||
-              static_cast<size_t>(model.num_classes) == data.classes.size(),
-          "model.num_classes",
-          "is " + str(model.num_classes) + " but data.classes names " +
-              str(data.classes.size()) + " classes; make them agree (or leave num_classes 0 "
-              "to take it from the data)");
-  require(model.norm_groups >= 1, "model.norm_groups",
-          "must be >= 1, got " + str(model.norm_groups));
-  for (int mult : model.channel_mult) {
-    const int width = model.base_channels * mult;
-    require(width % model.norm_groups == 0, "model.norm_groups",
-            "every level width must be divisible by the GroupNorm groups: width " + str(width) +
-                " (base_channels " + str(model.base_channels) + " x " + str(mult) +
-                ") is not divisible by " + str(model.norm_groups));
-  }
+namespace {
 
+// The levels against the image: sizes divisible down the levels, attention at levels that exist,
+// widths divisible into the heads.
+void validate_levels(const ModelConfig& model, const DataConfig& data) {
   const int levels = num_levels(model);
   const int factor = 1 << (levels - 1);
   require(data.height % factor == 0 && data.width % factor == 0, "data.image_size",
@@ -146,6 +94,58 @@ void validate_model(const ModelConfig& model, const DataConfig& data) {
   check_heads(model.base_channels * model.channel_mult.back(), "middle");
 }
 
+}  // namespace
+
+void validate_model(const ModelConfig& model, const DataConfig& data) {
+  require(model.base_channels >= 4 && model.base_channels % 2 == 0, "model.base_channels",
+          "must be an even number >= 4 (the sinusoidal time embedding splits it into sin and "
+          "cos halves), got " + str(model.base_channels));
+  require(!model.channel_mult.empty() && model.channel_mult.size() <= 12, "model.channel_mult",
+          "needs between 1 and 12 levels, got " + str(model.channel_mult.size()));
+  for (int mult : model.channel_mult) {
+    require(mult > 0, "model.channel_mult", "entries must be positive, got " + str(mult));
+  }
+  require(model.num_res_blocks >= 1, "model.num_res_blocks",
+          "must be >= 1, got " + str(model.num_res_blocks));
+  require(model.attention_heads >= 1, "model.attention_heads",
+          "must be >= 1, got " + str(model.attention_heads));
+  require(model.attention_head_channels >= 0, "model.attention_head_channels",
+          "must be >= 0 (0: model.attention_heads heads everywhere), got " +
+              str(model.attention_head_channels));
+  require(model.attention_head_channels == 0 || model.attention_heads == 1,
+          "model.attention_heads",
+          "is " + str(model.attention_heads) + " while model.attention_head_channels is " +
+              str(model.attention_head_channels) +
+              "; set one of them (a head count, or channels per head)");
+  require(model.norm_eps > 0.0 && model.norm_eps < 1.0, "model.norm_eps",
+          "must be in (0, 1), got " + str(model.norm_eps));
+  require(model.time_embedding_shift >= 0.0 &&
+              model.time_embedding_shift < model.base_channels / 2,
+          "model.time_embedding_shift",
+          "must be in [0, base_channels / 2 = " + str(model.base_channels / 2) + "), got " +
+              str(model.time_embedding_shift));
+  require(model.dropout >= 0.0 && model.dropout < 1.0, "model.dropout",
+          "must be in [0, 1), got " + str(model.dropout));
+  require(model.num_classes >= 0 && model.num_classes <= 1'000'000, "model.num_classes",
+          "must be in [0, 1000000] (0: unconditional), got " + str(model.num_classes));
+  require(data.classes.empty() || model.num_classes == 0 ||
+              static_cast<size_t>(model.num_classes) == data.classes.size(),
+          "model.num_classes",
+          "is " + str(model.num_classes) + " but data.classes names " +
+              str(data.classes.size()) + " classes; make them agree (or leave num_classes 0 "
+              "to take it from the data)");
+  require(model.norm_groups >= 1, "model.norm_groups",
+          "must be >= 1, got " + str(model.norm_groups));
+  for (int mult : model.channel_mult) {
+    const int width = model.base_channels * mult;
+    require(width % model.norm_groups == 0, "model.norm_groups",
+            "every level width must be divisible by the GroupNorm groups: width " + str(width) +
+                " (base_channels " + str(model.base_channels) + " x " + str(mult) +
+                ") is not divisible by " + str(model.norm_groups));
+  }
+  validate_levels(model, data);
+}
+
 int attention_heads_at(const ModelConfig& model, int width) {
   return model.attention_head_channels > 0 ? width / model.attention_head_channels
                                            : model.attention_heads;
@@ -158,9 +158,7 @@ namespace {
 void validate_diffusion(const DiffusionConfig& diffusion) {
   require(diffusion.timesteps >= 1, "diffusion.timesteps",
           "must be >= 1, got " + str(diffusion.timesteps));
-  require_choice(diffusion.schedule, "diffusion.schedule",
-                 {"linear", "cosine", "quadratic", "sigmoid", "custom"});
-  if (diffusion.schedule == "custom") {
+  if (diffusion.schedule == Schedule::custom) {
     require(diffusion.betas.size() == static_cast<size_t>(diffusion.timesteps), "diffusion.betas",
             "the custom schedule needs one beta per timestep (diffusion.timesteps = " +
                 str(diffusion.timesteps) + "), got " + str(diffusion.betas.size()));
@@ -171,7 +169,7 @@ void validate_diffusion(const DiffusionConfig& diffusion) {
   } else {
     require(diffusion.betas.empty(), "diffusion.betas",
             "is only read by diffusion.schedule \"custom\" (the schedule is \"" +
-                diffusion.schedule + "\"); remove it or set the schedule to custom");
+                choice_name(diffusion.schedule) + "\"); remove it or set the schedule to custom");
   }
   require(diffusion.beta_start > 0.0 && diffusion.beta_start < 1.0, "diffusion.beta_start",
           "must be in (0, 1), got " + str(diffusion.beta_start));
@@ -184,7 +182,6 @@ void validate_diffusion(const DiffusionConfig& diffusion) {
           "must be > 0, got " + str(diffusion.cosine_s));
   require(diffusion.max_beta > 0.0 && diffusion.max_beta < 1.0, "diffusion.max_beta",
           "must be in (0, 1), got " + str(diffusion.max_beta));
-  prediction_from_name(diffusion.prediction);
 }
 
 void validate_train(const TrainConfig& train) {
@@ -214,7 +211,6 @@ void validate_train(const TrainConfig& train) {
   static const std::regex device_pattern("auto|cpu|cuda(:[0-9]+)?");
   require(std::regex_match(train.device, device_pattern), "train.device",
           "must be auto, cpu, cuda or cuda:N, got '" + train.device + "'");
-  require_choice(train.precision, "train.precision", precision_names());
   require(std::isfinite(train.loss_scale_init) && train.loss_scale_init > 0.0 &&
               train.loss_scale_init <= 3.0e38,
           "train.loss_scale_init", "must be a number in (0, 3e38] (fp16's initial loss scale; "
@@ -231,11 +227,9 @@ void validate_train(const TrainConfig& train) {
           "train.loss_scale_min",
           "must be in (0, train.loss_scale_init] (" + str(train.loss_scale_init) + "), got " +
               str(train.loss_scale_min));
-  require_choice(train.on_nonfinite, "train.on_nonfinite", {"stop", "skip"});
   require(train.dist_timeout_s >= 1, "train.dist_timeout_s",
           "must be >= 1 (seconds), got " + str(train.dist_timeout_s));
   require(train.ema_power > 0.0, "train.ema_power", "must be > 0, got " + str(train.ema_power));
-  require_choice(train.loss_weighting, "train.loss_weighting", {"none", "min_snr"});
   require(train.min_snr_gamma > 0.0, "train.min_snr_gamma",
           "must be > 0, got " + str(train.min_snr_gamma));
   require(train.grad_accumulation >= 1, "train.grad_accumulation",
@@ -256,18 +250,16 @@ void validate_train(const TrainConfig& train) {
 }
 
 void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusion) {
-  const SamplerKind kind = sampler_from_name(sample.sampler);
+  const SamplerKind kind = sample.sampler;
   require(sample.eta >= 0.0, "sample.eta", "must be >= 0, got " + str(sample.eta));
   require(sample.eta == 0.0 || kind == SamplerKind::ddim, "sample.eta",
-          "is DDIM's noise level; " + sample.sampler +
+          "is DDIM's noise level; " + choice_name(kind) +
               " has none: set it to 0 or use sampler ddim");
-  require_choice(sample.variance, "sample.variance", {"fixed_large", "fixed_small"});
   check_spacing(kind, sample.steps, sample.spacing, diffusion.timesteps);
   require(sample.num_images >= 1, "sample.num_images",
           "must be >= 1, got " + str(sample.num_images));
   require(sample.batch_size >= 1, "sample.batch_size",
           "must be >= 1, got " + str(sample.batch_size));
-  require_choice(sample.precision, "sample.precision", precision_names());
   require(std::isfinite(sample.guidance) && sample.guidance >= 0.0, "sample.guidance",
           "must be a number >= 0 (1: the conditional model alone, 0: unconditional, above 1: "
           "stronger class guidance), got " + str(sample.guidance));

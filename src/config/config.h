@@ -1,11 +1,16 @@
-// The typed configuration: one struct per JSON section, with the defaults written once, here.
-// Parsing (strict: unknown keys, wrong types and impossible values are errors naming the key
-// path) and writing back to JSON live in config_json.h.
+// The typed configuration: one struct per JSON section, with the defaults written once, here;
+// closed choices are the enums of choices.h. Parsing (strict: unknown keys, wrong types and
+// impossible values are errors naming the key path) and writing back to JSON live in
+// config_json.h, which lists each section's keys once (config_fields.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "base/precision_name.h"
+#include "config/choices.h"
+#include "config/sampler_kind.h"
 
 namespace ddpm {
 
@@ -27,7 +32,7 @@ struct DataConfig {
   // none: unlabelled images; folders: each immediate subfolder of `path` is one class, in the
   // order of the sorted folder names (class_folders.h). Training records the folder names in
   // `classes`; a non-empty `classes` must then match the folder (so a resumed run checks it).
-  std::string labels = "none";
+  LabelSource labels = LabelSource::none;
   std::vector<std::string> classes;
   bool operator==(const DataConfig&) const = default;
 };
@@ -46,11 +51,11 @@ struct ModelConfig {
   double norm_eps = 1e-6;                            // GroupNorm epsilon (diffusers' default: 1e-5)
   // The sinusoidal timestep embedding: frequencies exp(-ln(10000) i / (base_channels/2 - shift)),
   // concatenated as sin_cos (DDPM) or cos_sin (diffusers' flip_sin_to_cos).
-  std::string time_embedding_order = "sin_cos";
+  TimeEmbeddingOrder time_embedding_order = TimeEmbeddingOrder::sin_cos;
   double time_embedding_shift = 1.0;                 // diffusers' freq_shift (its default: 0)
   // asymmetric: one row and column of zeros at the bottom and right before the stride-2 conv, as
   // TensorFlow's SAME padding in the original DDPM; symmetric: one on every side (diffusers).
-  std::string downsample_padding = "asymmetric";
+  DownsamplePadding downsample_padding = DownsamplePadding::asymmetric;
   // > 0: class-conditional (class_embedding in unet.h): a learned embedding of the class,
   // one of num_classes + 1 rows (the last is "no class"), is added to the time embedding.
   // 0: unconditional. Training with data.labels folders sets it from the data.
@@ -60,13 +65,13 @@ struct ModelConfig {
 
 struct DiffusionConfig {
   int timesteps = 1000;            // T
-  std::string schedule = "linear";  // linear | cosine | quadratic | sigmoid | custom
+  Schedule schedule = Schedule::linear;  // linear | cosine | quadratic | sigmoid | custom
   double beta_start = 1e-4;        // linear, quadratic and sigmoid
   double beta_end = 0.02;
   double cosine_s = 0.008;         // cosine offset s (Nichol & Dhariwal)
   double max_beta = 0.999;         // cosine betas are clipped here
   std::vector<double> betas;       // custom: beta_t for t = 0 .. T-1 (diffusers' trained_betas)
-  std::string prediction = "eps";  // what the network predicts: eps | x0 | v (prediction.h)
+  Prediction prediction = Prediction::eps;  // what the network predicts: eps | x0 | v
   bool operator==(const DiffusionConfig&) const = default;
 };
 
@@ -85,7 +90,7 @@ struct TrainConfig {
   // step k (1-based) uses decay min(ema_decay, 1 - k^-ema_power), so it starts from 0.
   bool ema_warmup = true;
   double ema_power = 0.75;
-  std::string loss_weighting = "none";  // none (L_simple) | min_snr (prediction.h)
+  LossWeighting loss_weighting = LossWeighting::none;  // none (L_simple) | min_snr (loss.h)
   double min_snr_gamma = 5.0;
   int grad_accumulation = 1;       // micro-batches per optimiser step; batch_size stays global
   uint64_t seed = 0;
@@ -96,7 +101,7 @@ struct TrainConfig {
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   // fp32 | bf16 | fp16 (autocast, precision.h): bf16 on A100/H100/RTX 30xx and newer GPUs,
   // fp16 on V100, T4 and older ones, fp32 on the CPU.
-  std::string precision = "fp32";
+  Precision precision = Precision::fp32;
   // fp16's dynamic loss scaler (loss_scaler.h): initial scale, growth factor after
   // loss_scale_interval steps without overflow, backoff factor on overflow, and the floor
   // below which the run stops as diverged.
@@ -105,7 +110,7 @@ struct TrainConfig {
   double loss_scale_backoff = 0.5;
   int64_t loss_scale_interval = 2000;
   double loss_scale_min = 1.0;
-  std::string on_nonfinite = "stop";  // stop | skip: what a NaN/Inf loss or gradient does
+  OnNonfinite on_nonfinite = OnNonfinite::stop;  // stop | skip: on a NaN/Inf loss or gradient
   int64_t dist_timeout_s = 600;    // multi-process runs: longest wait for another rank
   // Every eval_every steps (0: never): FID, KID, precision and recall of eval_samples EMA
   // samples (the sample section's sampler and seed) against eval_real, a folder or a stats
@@ -123,12 +128,12 @@ struct TrainConfig {
 
 struct SampleConfig {
   // ddpm | ddim | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde (sampler_kind.h)
-  std::string sampler = "ddpm";
+  SamplerKind sampler = SamplerKind::ddpm;
   int steps = 1000;                   // number of reverse steps (respaced when < T)
   double eta = 0.0;                   // DDIM stochasticity (0 for every other sampler)
-  std::string variance = "fixed_large";  // fixed_large (beta_t) | fixed_small (posterior beta~_t)
+  Variance variance = Variance::fixed_large;  // fixed_large (beta_t) | fixed_small (beta~_t)
   // uniform | quadratic | leading | trailing | linspace | karras (see timestep_grid.h)
-  std::string spacing = "uniform";
+  Spacing spacing = Spacing::uniform;
   bool clip_denoised = true;          // clip the predicted x0 to [-1, 1]
   int num_images = 64;
   int batch_size = 64;
@@ -138,7 +143,7 @@ struct SampleConfig {
   double guidance = 1.0;
   // fp32 | bf16 | fp16: the network's forward passes under autocast (precision.h); the
   // sampler's own arithmetic stays float32.
-  std::string precision = "fp32";
+  Precision precision = Precision::fp32;
   bool operator==(const SampleConfig&) const = default;
 };
 

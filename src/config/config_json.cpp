@@ -1,12 +1,14 @@
 // Strict JSON reading and complete JSON writing of Config, plus --set overrides.
 #include "config/config_json.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <sstream>
 #include <type_traits>
 
 #include "base/suggest.h"
+#include "config/config_fields.h"
 #include "config/json_object_reader.h"
 #include "ddpm/error.h"
 
@@ -15,109 +17,61 @@ namespace {
 
 using nlohmann::json;
 
-void read_data(const json& object, DataConfig& data) {
-  ObjectReader reader(object, "data");
-  reader.read("path", data.path);
-  reader.read_image_size("image_size", data.height, data.width);
-  reader.read("channels", data.channels);
-  reader.read("random_flip", data.random_flip);
-  reader.read("workers", data.workers);
-  reader.read("cache_mb", data.cache_mb);
-  reader.read("max_files", data.max_files);
-  reader.read("max_image_pixels", data.max_image_pixels);
-  reader.read("labels", data.labels);
-  reader.read("classes", data.classes);
-  reader.finish();
-}
+// Reads one section's keys (config_fields.h) through the strict ObjectReader.
+class FieldReader {
+ public:
+  FieldReader(const json& object, const std::string& section)
+      : reader_(object, section), section_(section) {}
 
-void read_model(const json& object, ModelConfig& model) {
-  ObjectReader reader(object, "model");
-  reader.read("base_channels", model.base_channels);
-  reader.read("channel_mult", model.channel_mult);
-  reader.read("num_res_blocks", model.num_res_blocks);
-  reader.read("attention_resolutions", model.attention_resolutions);
-  reader.read("attention_heads", model.attention_heads);
-  reader.read("attention_head_channels", model.attention_head_channels);
-  reader.read("dropout", model.dropout);
-  reader.read("norm_groups", model.norm_groups);
-  reader.read("norm_eps", model.norm_eps);
-  reader.read("time_embedding_order", model.time_embedding_order);
-  reader.read("time_embedding_shift", model.time_embedding_shift);
-  reader.read("downsample_padding", model.downsample_padding);
-  reader.read("num_classes", model.num_classes);
-  reader.finish();
-}
+  template <typename Field>
+  void operator()(const char* key, Field& field) {
+    if constexpr (std::is_enum_v<Field>) {
+      std::string name = choice_name(field);
+      reader_.read(key, name);
+      field = choice_from_name<Field>(name, section_ + "." + key);
+    } else {
+      reader_.read(key, field);
+    }
+  }
+  void operator()(const char* key, ImageSizeField<int> size) {
+    reader_.read_image_size(key, size.height, size.width);
+  }
+  void finish() const { reader_.finish(); }
 
-void read_diffusion(const json& object, DiffusionConfig& diffusion) {
-  ObjectReader reader(object, "diffusion");
-  reader.read("timesteps", diffusion.timesteps);
-  reader.read("schedule", diffusion.schedule);
-  reader.read("beta_start", diffusion.beta_start);
-  reader.read("beta_end", diffusion.beta_end);
-  reader.read("cosine_s", diffusion.cosine_s);
-  reader.read("max_beta", diffusion.max_beta);
-  reader.read("betas", diffusion.betas);
-  reader.read("prediction", diffusion.prediction);
-  reader.finish();
-}
+ private:
+  ObjectReader reader_;
+  std::string section_;
+};
 
-void read_train(const json& object, TrainConfig& train) {
-  ObjectReader reader(object, "train");
-  reader.read("batch_size", train.batch_size);
-  reader.read("steps", train.steps);
-  reader.read("lr", train.lr);
-  reader.read("adam_beta1", train.adam_beta1);
-  reader.read("adam_beta2", train.adam_beta2);
-  reader.read("adam_eps", train.adam_eps);
-  reader.read("weight_decay", train.weight_decay);
-  reader.read("warmup_steps", train.warmup_steps);
-  reader.read("grad_clip", train.grad_clip);
-  reader.read("ema_decay", train.ema_decay);
-  reader.read("ema_warmup", train.ema_warmup);
-  reader.read("ema_power", train.ema_power);
-  reader.read("loss_weighting", train.loss_weighting);
-  reader.read("min_snr_gamma", train.min_snr_gamma);
-  reader.read("grad_accumulation", train.grad_accumulation);
-  reader.read("seed", train.seed);
-  reader.read("log_every", train.log_every);
-  reader.read("checkpoint_every", train.checkpoint_every);
-  reader.read("sample_every", train.sample_every);
-  reader.read("keep_checkpoints", train.keep_checkpoints);
-  reader.read("device", train.device);
-  reader.read("precision", train.precision);
-  reader.read("loss_scale_init", train.loss_scale_init);
-  reader.read("loss_scale_growth", train.loss_scale_growth);
-  reader.read("loss_scale_backoff", train.loss_scale_backoff);
-  reader.read("loss_scale_interval", train.loss_scale_interval);
-  reader.read("loss_scale_min", train.loss_scale_min);
-  reader.read("on_nonfinite", train.on_nonfinite);
-  reader.read("dist_timeout_s", train.dist_timeout_s);
-  reader.read("eval_every", train.eval_every);
-  reader.read("eval_samples", train.eval_samples);
-  reader.read("eval_real", train.eval_real);
-  reader.read("eval_feature_net", train.eval_feature_net);
-  reader.read("class_dropout", train.class_dropout);
-  reader.finish();
-}
+// Writes one section's keys, every one of them.
+class FieldWriter {
+ public:
+  explicit FieldWriter(json& object) : object_(object) {}
 
-void read_sample(const json& object, SampleConfig& sample) {
-  ObjectReader reader(object, "sample");
-  reader.read("sampler", sample.sampler);
-  reader.read("steps", sample.steps);
-  reader.read("eta", sample.eta);
-  reader.read("variance", sample.variance);
-  reader.read("spacing", sample.spacing);
-  reader.read("clip_denoised", sample.clip_denoised);
-  reader.read("num_images", sample.num_images);
-  reader.read("batch_size", sample.batch_size);
-  reader.read("seed", sample.seed);
-  reader.read("guidance", sample.guidance);
-  reader.read("precision", sample.precision);
-  reader.finish();
-}
+  template <typename Field>
+  void operator()(const char* key, const Field& field) {
+    if constexpr (std::is_enum_v<Field>) {
+      object_[key] = choice_name(field);
+    } else {
+      object_[key] = field;
+    }
+  }
+  void operator()(const char* key, ImageSizeField<const int> size) {
+    object_[key] =
+        size.height == size.width ? json(size.height) : json::array({size.height, size.width});
+  }
+
+ private:
+  json& object_;
+};
 
 const std::vector<std::string>& section_names() {
-  static const std::vector<std::string> names = {"data", "model", "diffusion", "train", "sample"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> in_order;
+    const Config defaults;
+    visit_sections(defaults, [&](const char* name, const auto&) { in_order.push_back(name); });
+    return in_order;
+  }();
   return names;
 }
 
@@ -186,103 +140,33 @@ Config config_from_json(const json& root) {
   }
   Config config;
   const json empty = json::object();
-  const auto section = [&](const char* name) -> const json& {
-    return root.contains(name) ? root.at(name) : empty;
-  };
-  read_data(section("data"), config.data);
-  read_model(section("model"), config.model);
-  read_diffusion(section("diffusion"), config.diffusion);
-  read_train(section("train"), config.train);
-  read_sample(section("sample"), config.sample);
+  visit_sections(config, [&](const char* name, auto& section) {
+    FieldReader reader(root.contains(name) ? root.at(name) : empty, name);
+    visit_fields(section, reader);
+    reader.finish();
+  });
   validate(config);
   return config;
 }
 
 json config_to_json(const Config& config) {
-  json root;
-  const DataConfig& data = config.data;
-  root["data"] = {{"path", data.path},
-                  {"image_size", data.height == data.width
-                                     ? json(data.height)
-                                     : json::array({data.height, data.width})},
-                  {"channels", data.channels},
-                  {"random_flip", data.random_flip},
-                  {"workers", data.workers},
-                  {"cache_mb", data.cache_mb},
-                  {"max_files", data.max_files},
-                  {"max_image_pixels", data.max_image_pixels},
-                  {"labels", data.labels},
-                  {"classes", data.classes}};
-  const ModelConfig& model = config.model;
-  root["model"] = {{"base_channels", model.base_channels},
-                   {"channel_mult", model.channel_mult},
-                   {"num_res_blocks", model.num_res_blocks},
-                   {"attention_resolutions", model.attention_resolutions},
-                   {"attention_heads", model.attention_heads},
-                   {"attention_head_channels", model.attention_head_channels},
-                   {"dropout", model.dropout},
-                   {"norm_groups", model.norm_groups},
-                   {"norm_eps", model.norm_eps},
-                   {"time_embedding_order", model.time_embedding_order},
-                   {"time_embedding_shift", model.time_embedding_shift},
-                   {"downsample_padding", model.downsample_padding},
-                   {"num_classes", model.num_classes}};
-  const DiffusionConfig& diffusion = config.diffusion;
-  root["diffusion"] = {{"timesteps", diffusion.timesteps},   {"schedule", diffusion.schedule},
-                       {"beta_start", diffusion.beta_start}, {"beta_end", diffusion.beta_end},
-                       {"cosine_s", diffusion.cosine_s},     {"max_beta", diffusion.max_beta},
-                       {"betas", diffusion.betas},           {"prediction", diffusion.prediction}};
-  const TrainConfig& train = config.train;
-  root["train"] = {{"batch_size", train.batch_size},
-                   {"steps", train.steps},
-                   {"lr", train.lr},
-                   {"adam_beta1", train.adam_beta1},
-                   {"adam_beta2", train.adam_beta2},
-                   {"adam_eps", train.adam_eps},
-                   {"weight_decay", train.weight_decay},
-                   {"warmup_steps", train.warmup_steps},
-                   {"grad_clip", train.grad_clip},
-                   {"ema_decay", train.ema_decay},
-                   {"ema_warmup", train.ema_warmup},
-                   {"ema_power", train.ema_power},
-                   {"loss_weighting", train.loss_weighting},
-                   {"min_snr_gamma", train.min_snr_gamma},
-                   {"grad_accumulation", train.grad_accumulation},
-                   {"seed", train.seed},
-                   {"log_every", train.log_every},
-                   {"checkpoint_every", train.checkpoint_every},
-                   {"sample_every", train.sample_every},
-                   {"keep_checkpoints", train.keep_checkpoints},
-                   {"device", train.device},
-                   {"precision", train.precision},
-                   {"loss_scale_init", train.loss_scale_init},
-                   {"loss_scale_growth", train.loss_scale_growth},
-                   {"loss_scale_backoff", train.loss_scale_backoff},
-                   {"loss_scale_interval", train.loss_scale_interval},
-                   {"loss_scale_min", train.loss_scale_min},
-                   {"on_nonfinite", train.on_nonfinite},
-                   {"dist_timeout_s", train.dist_timeout_s},
-                   {"eval_every", train.eval_every},
-                   {"eval_samples", train.eval_samples},
-                   {"eval_real", train.eval_real},
-                   {"eval_feature_net", train.eval_feature_net},
-                   {"class_dropout", train.class_dropout}};
-  const SampleConfig& sample = config.sample;
-  root["sample"] = {{"sampler", sample.sampler},
-                    {"steps", sample.steps},
-                    {"eta", sample.eta},
-                    {"variance", sample.variance},
-                    {"spacing", sample.spacing},
-                    {"clip_denoised", sample.clip_denoised},
-                    {"num_images", sample.num_images},
-                    {"batch_size", sample.batch_size},
-                    {"seed", sample.seed},
-                    {"guidance", sample.guidance},
-                    {"precision", sample.precision}};
+  json root = json::object();
+  visit_sections(config, [&](const char* name, const auto& section) {
+    json& object = root[name] = json::object();
+    visit_fields(section, FieldWriter(object));
+  });
   return root;
 }
 
-void apply_override(json& root, const std::string& assignment) {
+namespace {
+
+// One "section.key=value" assignment of --set, its value read as JSON when it parses.
+struct Assignment {
+  std::string section, key;
+  json value;
+};
+
+Assignment parse_assignment(const std::string& assignment) {
   const auto equals = assignment.find('=');
   const std::string key_path = assignment.substr(0, equals);
   const auto dot = key_path.find('.');
@@ -291,8 +175,6 @@ void apply_override(json& root, const std::string& assignment) {
     throw Error(ErrorKind::usage, "--set '" + assignment +
                                       "': expected section.key=value, e.g. --set train.lr=1e-4");
   }
-  const std::string section = key_path.substr(0, dot);
-  const std::string key = key_path.substr(dot + 1);
   const std::string text = assignment.substr(equals + 1);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) {
@@ -305,13 +187,36 @@ void apply_override(json& root, const std::string& assignment) {
                                         "quoting and the terminal's encoding");
     }
   }
+  return {key_path.substr(0, dot), key_path.substr(dot + 1), std::move(value)};
+}
+
+}  // namespace
+
+void apply_override(json& root, const std::string& assignment) {
+  Assignment parsed = parse_assignment(assignment);
   if (!root.is_object()) root = json::object();
-  json& target = root[section];
+  json& target = root[parsed.section];
   if (target.is_null()) target = json::object();
   if (!target.is_object()) {
-    throw config_error(section, "expected an object, got " + json_type_name(target));
+    throw config_error(parsed.section, "expected an object, got " + json_type_name(target));
   }
-  target[key] = std::move(value);
+  target[parsed.key] = std::move(parsed.value);
+}
+
+void apply_override(Config& config, const std::string& assignment) {
+  const Assignment parsed = parse_assignment(assignment);
+  const auto& names = section_names();
+  if (std::find(names.begin(), names.end(), parsed.section) == names.end()) {
+    throw config_error(parsed.section,
+                       "unknown section; " + suggestion_text(parsed.section, names));
+  }
+  const json object = {{parsed.key, parsed.value}};
+  visit_sections(config, [&](const char* name, auto& section) {
+    if (parsed.section != name) return;
+    FieldReader reader(object, name);
+    visit_fields(section, reader);
+    reader.finish();  // an unknown key, with a did-you-mean hint
+  });
 }
 
 Config load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {

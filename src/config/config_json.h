@@ -24,6 +24,9 @@ nlohmann::json config_to_json(const Config& config);
 // Applies one "section.key=value" override to a JSON config tree. The value is read as JSON
 // when it parses (numbers, true/false, [lists], "quoted strings"), else taken as a string.
 void apply_override(nlohmann::json& json, const std::string& assignment);
+// The same on a typed config: only the assigned field changes; the key and the value's type
+// are checked, the whole config is not (call validate() once all are applied).
+void apply_override(Config& config, const std::string& assignment);
 
 // Reads a JSON config file, applies the overrides in order, parses and validates.
 // A relative data.path in the file is taken relative to the file's folder.

@@ -140,12 +140,21 @@ void ObjectReader::read_image_size(const std::string& key, int& height, int& wid
 }
 
 void ObjectReader::finish() const {
+  const std::vector<std::string> unknown = unread_keys();
+  if (!unknown.empty()) {
+    throw config_error(key_path(unknown.front()),
+                       "unknown key; " + suggestion_text(unknown.front(), known_));
+  }
+}
+
+std::vector<std::string> ObjectReader::unread_keys() const {
+  std::vector<std::string> keys;
   for (const auto& item : object_.items()) {
     if (std::find(known_.begin(), known_.end(), item.key()) == known_.end()) {
-      throw config_error(key_path(item.key()),
-                         "unknown key; " + suggestion_text(item.key(), known_));
+      keys.push_back(item.key());
     }
   }
+  return keys;
 }
 
 const json* ObjectReader::find(const std::string& key) {

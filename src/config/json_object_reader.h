@@ -37,6 +37,12 @@ class ObjectReader {
   // Any key that no read call asked for is unknown.
   void finish() const;
 
+  // The raw value of `key` (nullptr when absent), marked as asked for: for readers of foreign
+  // formats (diffusers' configs) that apply their own defaults and messages.
+  const nlohmann::json* find(const std::string& key);
+  // The keys present that no read or find asked for, in the object's order.
+  std::vector<std::string> unread_keys() const;
+
  private:
   template <typename Integer>
   void read_integer(const std::string& key, Integer& out);
@@ -44,7 +50,6 @@ class ObjectReader {
   template <typename Element>
   void read_list(const std::string& key, std::vector<Element>& out, const std::string& what,
                  const std::function<bool(const nlohmann::json&)>& accepts);
-  const nlohmann::json* find(const std::string& key);
   std::string key_path(const std::string& key) const;
 
   const nlohmann::json& object_;

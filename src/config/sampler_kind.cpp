@@ -46,46 +46,27 @@ const std::vector<SamplerInfo>& all_samplers() {
 }
 
 const SamplerInfo& sampler_info(SamplerKind kind) {
-  for (const SamplerInfo& info : all_samplers()) {
-    if (info.kind == kind) return info;
-  }
-  throw Error(ErrorKind::runtime, "unknown SamplerKind " + std::to_string(static_cast<int>(kind)));
+  choice_names(kind);  // checks the table's order once
+  return all_samplers().at(static_cast<size_t>(kind));
 }
 
-std::vector<std::string> sampler_names() {
-  std::vector<std::string> names;
-  for (const SamplerInfo& info : all_samplers()) names.push_back(info.name);
+const std::vector<std::string>& choice_names(SamplerKind) {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> in_order;
+    for (const SamplerInfo& info : all_samplers()) {
+      if (static_cast<size_t>(info.kind) != in_order.size()) {
+        throw Error(ErrorKind::runtime, "all_samplers() is not in SamplerKind order");
+      }
+      in_order.push_back(info.name);
+    }
+    return in_order;
+  }();
   return names;
 }
 
-SamplerKind sampler_from_name(const std::string& name) {
-  require_choice(name, "sample.sampler", sampler_names());
-  for (const SamplerInfo& info : all_samplers()) {
-    if (info.name == name) return info.kind;
-  }
-  throw Error(ErrorKind::runtime, "unreachable: sampler " + name);
-}
-
-std::string sampler_name(SamplerKind kind) { return sampler_info(kind).name; }
-
-const std::vector<std::string>& spacing_names() {
-  static const std::vector<std::string> names = {"uniform",  "quadratic", "leading",
-                                                 "trailing", "linspace",  "karras"};
-  return names;
-}
-
-std::vector<std::string> timestep_spacing_names() {
-  std::vector<std::string> names;
-  for (const std::string& name : spacing_names()) {
-    if (name != "karras") names.push_back(name);
-  }
-  return names;
-}
-
-void check_spacing(SamplerKind kind, int steps, const std::string& spacing, int64_t timesteps) {
-  require_choice(spacing, "sample.spacing", spacing_names());
+void check_spacing(SamplerKind kind, int steps, Spacing spacing, int64_t timesteps) {
   const SamplerInfo& info = sampler_info(kind);
-  if (spacing == "karras" && !info.sigma_space) {
+  if (spacing == Spacing::karras && !info.sigma_space) {
     throw config_error("sample.spacing",
                        "karras spaces noise levels for the sigma-space samplers (" +
                            choice_list(sigma_space_samplers(), "and") + "); " + info.name +
@@ -93,9 +74,9 @@ void check_spacing(SamplerKind kind, int steps, const std::string& spacing, int6
                            choice_list(timestep_spacing_names()));
   }
   const bool dpm_solver = kind == SamplerKind::dpmpp_2m || kind == SamplerKind::dpmpp_2m_sde;
-  if (dpm_solver && (spacing == "linspace" || spacing == "leading")) {
+  if (dpm_solver && (spacing == Spacing::linspace || spacing == Spacing::leading)) {
     require_steps(steps, timesteps - 1,
-                  " (T - 1 for the dpmpp samplers with " + spacing + " spacing)");
+                  " (T - 1 for the dpmpp samplers with " + choice_name(spacing) + " spacing)");
   } else {
     require_steps(steps, timesteps, " (T = " + std::to_string(timesteps) + ")");
   }

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
+
 namespace ddpm {
 
 enum class SamplerKind { ddpm, ddim, euler, euler_ancestral, heun, dpmpp_2m, dpmpp_2m_sde };
@@ -24,24 +26,13 @@ struct SamplerInfo {
 // Every sampler, in the order --list-samplers prints them.
 const std::vector<SamplerInfo>& all_samplers();
 const SamplerInfo& sampler_info(SamplerKind kind);
-std::vector<std::string> sampler_names();
+// The samplers' names in enum order: the choice table of sample.sampler (choices.h).
+const std::vector<std::string>& choice_names(SamplerKind);
 
-// The kind named `name`; anything else throws ddpm::Error (config, key sample.sampler) listing
-// the names, with the closest one suggested.
-SamplerKind sampler_from_name(const std::string& name);
-std::string sampler_name(SamplerKind kind);
-
-// The spacings sample.spacing accepts: uniform, quadratic, leading, trailing, linspace, karras
-// (timestep_grid.h says what each gives).
-const std::vector<std::string>& spacing_names();
-// The same without karras: the spacings of schedule timesteps (diffusers' names), which every
-// sampler takes.
-std::vector<std::string> timestep_spacing_names();
-
-// Throws ddpm::Error (config, naming sample.spacing or sample.steps) unless `spacing` is a known
-// name that suits the sampler (karras: sigma-space ones only) and 1 <= steps <= T (T - 1 for the
-// dpmpp samplers with linspace or leading spacing, whose grids have steps + 1 points).
-void check_spacing(SamplerKind kind, int steps, const std::string& spacing, int64_t timesteps);
+// Throws ddpm::Error (config, naming sample.spacing or sample.steps) unless the spacing suits
+// the sampler (karras: sigma-space ones only) and 1 <= steps <= T (T - 1 for the dpmpp samplers
+// with linspace or leading spacing, whose grids have steps + 1 points).
+void check_spacing(SamplerKind kind, int steps, Spacing spacing, int64_t timesteps);
 
 // The network evaluations a chain of `steps` steps costs: `steps`, and 2 steps - 1 for heun
 // (two per step but the last, which goes to sigma = 0 with one Euler step).

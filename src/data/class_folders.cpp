@@ -93,7 +93,7 @@ ClassFolders scan_class_folders(const fs::path& folder, int64_t max_files) {
 Config with_class_labels(Config config, const ClassFolders* folders) {
   DataConfig& data = config.data;
   ModelConfig& model = config.model;
-  if (data.labels == "none") {
+  if (data.labels == LabelSource::none) {
     if (model.num_classes > 0) {
       throw config_error("model.num_classes",
                          "is " + std::to_string(model.num_classes) +

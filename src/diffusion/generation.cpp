@@ -29,7 +29,7 @@ SampleSettings sample_settings(const Config& config) {
   SampleSettings settings;
   settings.solver = sampler_options(config.sample, config.diffusion);
   settings.guidance = config.sample.guidance;
-  settings.precision = precision_from_name(config.sample.precision, "sample.precision");
+  settings.precision = config.sample.precision;
   settings.seed = config.sample.seed;
   settings.batch_size = std::max(1, config.sample.batch_size);
   settings.image_shape = {config.data.channels, config.data.height, config.data.width};

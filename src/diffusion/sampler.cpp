@@ -8,21 +8,14 @@
 #include <cmath>
 
 #include "base/seed_mix.h"
-#include "base/suggest.h"
 #include "ddpm/error.h"
 #include "diffusion/solvers/solver.h"
 
 namespace ddpm {
-namespace {
-
-const std::vector<std::string> kVarianceNames = {"fixed_large", "fixed_small"};
-
-}  // namespace
-
 SamplerOptions sampler_options(const SampleConfig& sample, const DiffusionConfig& diffusion) {
   SamplerOptions options;
-  options.prediction = prediction_from_name(diffusion.prediction);
-  options.kind = sampler_from_name(sample.sampler);
+  options.prediction = diffusion.prediction;
+  options.kind = sample.sampler;
   options.steps = sample.steps;
   options.eta = sample.eta;
   options.variance = sample.variance;
@@ -40,7 +33,6 @@ void validate_sampler_options(const SamplerOptions& options, int64_t timesteps) 
     throw config_error("sample.eta", "is DDIM's noise level; " + info.name +
                                          " has none: set it to 0 or use --sampler ddim");
   }
-  require_choice(options.variance, "sample.variance", kVarianceNames);
   check_spacing(options.kind, options.steps, options.spacing, timesteps);
 }
 

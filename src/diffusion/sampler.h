@@ -31,8 +31,8 @@ struct SamplerOptions {
   SamplerKind kind = SamplerKind::ddpm;
   int steps = 1000;                      // reverse steps; < T: respaced (DDPM) or skipping
   double eta = 0.0;                      // DDIM only: 0 deterministic, 1 DDPM-like noise
-  std::string variance = "fixed_large";  // DDPM only: fixed_large (beta_t) | fixed_small (beta~_t)
-  std::string spacing = "uniform";       // a spacing_names() name, see timestep_grid()
+  Variance variance = Variance::fixed_large;  // DDPM only: beta_t, or the posterior's beta~_t
+  Spacing spacing = Spacing::uniform;          // see timestep_grid()
   bool clip_denoised = true;             // clip every predicted x0 to [-1, 1]
   // What the model returns (diffusion.prediction); run_sampler converts it to eps at each
   // grid point's alpha_bar, so every sampler works with every prediction type.
@@ -42,8 +42,8 @@ struct SamplerOptions {
 SamplerOptions sampler_options(const SampleConfig& sample, const DiffusionConfig& diffusion);
 
 // Throws ddpm::Error (config, naming the sample.* key) unless the steps fit the grid (see
-// timestep_grid()), eta >= 0 (and 0 for every sampler but ddim), variance and spacing are known
-// names, and the spacing suits the sampler (karras: sigma-space ones). run_sampler() calls it.
+// timestep_grid()), eta >= 0 (and 0 for every sampler but ddim), and the spacing suits the
+// sampler (karras: sigma-space ones). run_sampler() calls it.
 void validate_sampler_options(const SamplerOptions& options, int64_t timesteps);
 
 // Called after each reverse step with (step, total, the new x, the predicted x0 (clipped when

@@ -40,16 +40,16 @@ torch::Tensor to_tensor(const std::vector<double>& values) {
 
 std::vector<double> make_betas(const DiffusionConfig& config) {
   const int steps = config.timesteps;
-  if (config.schedule == "linear") {
+  if (config.schedule == Schedule::linear) {
     return linspace(config.beta_start, config.beta_end, steps);
   }
-  if (config.schedule == "quadratic") {
+  if (config.schedule == Schedule::quadratic) {
     // The original DDPM code's "quad": linear in sqrt(beta).
     auto roots = linspace(std::sqrt(config.beta_start), std::sqrt(config.beta_end), steps);
     for (double& root : roots) root *= root;
     return roots;
   }
-  if (config.schedule == "sigmoid") {
+  if (config.schedule == Schedule::sigmoid) {
     // A sigmoid over [-6, 6] rescaled to [beta_start, beta_end] (as in GeoDiff and diffusers).
     auto betas = linspace(-6.0, 6.0, steps);
     for (double& x : betas) {
@@ -57,11 +57,12 @@ std::vector<double> make_betas(const DiffusionConfig& config) {
     }
     return betas;
   }
-  if (config.schedule == "cosine") {
+  if (config.schedule == Schedule::cosine) {
     return cosine_betas(steps, config.cosine_s, config.max_beta);
   }
-  if (config.schedule == "custom") return config.betas;
-  throw config_error("diffusion.schedule", "unknown schedule '" + config.schedule + "'");
+  if (config.schedule == Schedule::custom) return config.betas;
+  throw config_error("diffusion.schedule",
+                     "unknown schedule " + std::to_string(static_cast<int>(config.schedule)));
 }
 
 ScheduleTable make_schedule_table(const std::vector<double>& betas) {

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "base/suggest.h"
 #include "ddpm/error.h"
 
 namespace ddpm {
@@ -48,9 +47,8 @@ bool is_dpm_solver(SamplerKind kind) {
 
 }  // namespace
 
-std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, const std::string& spacing) {
-  require_choice(spacing, "sample.spacing", spacing_names());
-  if (spacing == "karras") {
+std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, Spacing spacing) {
+  if (spacing == Spacing::karras) {
     throw config_error("sample.spacing", "karras spaces noise levels, not timesteps; it is for "
                                          "the sigma-space samplers (see --list-samplers)");
   }
@@ -59,12 +57,12 @@ std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, const std:
                                            "], got " + std::to_string(steps));
   }
   std::vector<int64_t> result(steps);
-  if (spacing == "leading") {
+  if (spacing == Spacing::leading) {
     for (int64_t i = 0; i < steps; ++i) result[i] = i * (timesteps / steps);
     return result;
   }
-  if (spacing == "trailing") return trailing_timesteps(timesteps, steps);
-  if (spacing == "linspace") {
+  if (spacing == Spacing::trailing) return trailing_timesteps(timesteps, steps);
+  if (spacing == Spacing::linspace) {
     const std::vector<double> values = linspace_values(timesteps, steps);
     for (int64_t i = 0; i < steps; ++i) result[i] = numpy_round(values[i]);
     return result;
@@ -72,7 +70,7 @@ std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, const std:
   if (steps == 1) return {timesteps - 1};
   const int64_t last = steps - 1;
   for (int64_t i = 0; i < steps; ++i) {
-    if (spacing == "uniform") {
+    if (spacing == Spacing::uniform) {
       // floor(i (T-1) / last + 1/2): rounding to nearest, halves up, with integers only.
       result[i] = (2 * i * (timesteps - 1) + last) / (2 * last);
     } else {
@@ -125,7 +123,7 @@ double TimestepGrid::sigma(int point) const {
 }
 
 TimestepGrid timestep_grid(const ScheduleTable& table, SamplerKind kind, int steps,
-                           const std::string& spacing) {
+                           Spacing spacing) {
   const int64_t T = static_cast<int64_t>(table.alpha_bar.size());
   check_spacing(kind, steps, spacing, T);
   const SamplerInfo& info = sampler_info(kind);
@@ -138,7 +136,7 @@ TimestepGrid timestep_grid(const ScheduleTable& table, SamplerKind kind, int ste
     for (const double level : levels) grid.alpha_bar.push_back(1.0 / (1.0 + level * level));
   };
 
-  if (spacing == "karras") {
+  if (spacing == Spacing::karras) {
     const std::vector<double>& sigmas = table.sqrt_recip_alpha_bar_minus_one;  // sigma_t
     const std::vector<double> levels = karras_sigmas(sigmas.front(), sigmas.back(), steps);
     const bool rounded = is_dpm_solver(kind);
@@ -150,7 +148,7 @@ TimestepGrid timestep_grid(const ScheduleTable& table, SamplerKind kind, int ste
     from_sigmas(levels);
     return finish();
   }
-  if (spacing == "linspace" && info.sigma_space && !is_dpm_solver(kind)) {
+  if (spacing == Spacing::linspace && info.sigma_space && !is_dpm_solver(kind)) {
     const std::vector<double>& sigmas = table.sqrt_recip_alpha_bar_minus_one;  // sigma_t
     const std::vector<double> values = linspace_values(T, steps);
     std::vector<double> levels;
@@ -165,7 +163,7 @@ TimestepGrid timestep_grid(const ScheduleTable& table, SamplerKind kind, int ste
     return finish();
   }
   std::vector<int64_t> ascending;
-  if (is_dpm_solver(kind) && (spacing == "linspace" || spacing == "leading")) {
+  if (is_dpm_solver(kind) && (spacing == Spacing::linspace || spacing == Spacing::leading)) {
     ascending = sampling_timesteps(T, steps + 1, spacing);
     ascending.erase(ascending.begin());
   } else {

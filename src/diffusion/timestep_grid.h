@@ -37,7 +37,7 @@ namespace ddpm {
 // timestep 0 .. T-1 for every spacing. A single step (steps == 1) is {T-1} for uniform,
 // quadratic and trailing: one step must start from pure noise. karras is not an integer spacing
 // (see timestep_grid()) and is refused here.
-std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, const std::string& spacing);
+std::vector<int64_t> sampling_timesteps(int64_t timesteps, int steps, Spacing spacing);
 
 // Karras et al. 2022, eq. 5: sigma_i = (max^(1/rho) + i/(N-1) (min^(1/rho) - max^(1/rho)))^rho,
 // i = 0 .. N-1, decreasing from sigma_max to sigma_min (diffusers' _convert_to_karras; N = 1
@@ -68,7 +68,7 @@ struct TimestepGrid {
   double sigma(int point) const;  // sqrt((1 - alpha_bar) / alpha_bar); 0 at the last point
 };
 
-// The grid of a sampler of `kind` running `steps` steps with `spacing` (a sample.spacing name;
+// The grid of a sampler of `kind` running `steps` steps with `spacing` (sample.spacing;
 // throws ddpm::Error naming sample.spacing or sample.steps when they do not fit). Each sampler
 // family follows the diffusers scheduler of the same method, so that the same spacing name gives
 // the same timesteps:
@@ -85,6 +85,6 @@ struct TimestepGrid {
 //     then sees timestep round(t_i) while the solver steps at sigma_i).
 // uniform, quadratic and trailing are the same for every sampler.
 TimestepGrid timestep_grid(const ScheduleTable& table, SamplerKind kind, int steps,
-                           const std::string& spacing);
+                           Spacing spacing);
 
 }  // namespace ddpm

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "base/atomic_file.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
 #include "formats/safetensors_header.h"  // printable_name
 #include "formats/weights.h"
@@ -75,7 +76,7 @@ void save_checkpoint(const fs::path& path, const TrainingState& state) {
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   dict.insert("format_version", kCheckpointFormatVersion);
   dict.insert("step", state.step);
-  dict.insert("config", state.config.dump());
+  dict.insert("config", config_to_json(state.config).dump());
   dict.insert("model", to_ivalue(state.model));
   dict.insert("ema", to_ivalue(state.ema));
   dict.insert("optimizer", to_ivalue(state.optimizer));
@@ -108,10 +109,17 @@ TrainingState load_checkpoint(const fs::path& path) {
   if (config == dict.end() || !config->value().isString()) {
     throw checkpoint_error(path, "has no config");
   }
+  nlohmann::json config_json;
   try {
-    state.config = nlohmann::json::parse(config->value().toStringRef());
+    config_json = nlohmann::json::parse(config->value().toStringRef());
   } catch (const nlohmann::json::exception& error) {
     throw checkpoint_error(path, std::string("holds a config that is not JSON: ") + error.what());
+  }
+  try {
+    state.config = config_from_json(config_json);
+  } catch (const Error& error) {
+    throw checkpoint_error(path, std::string("holds a config this ddpm cannot use (") +
+                                     error.what() + "); was it written by another program?");
   }
   state.model = tensor_map(dict, "model", path);
   state.ema = tensor_map(dict, "ema", path);

@@ -15,8 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+
+#include "config/config.h"
 
 namespace ddpm {
 
@@ -27,7 +28,7 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 
 struct TrainingState {
   int64_t step = 0;              // optimizer steps completed
-  nlohmann::json config;         // the resolved config of the run
+  Config config;                 // the run's config (JSON in the file, typed here)
   TensorMap model, ema;          // parameters and buffers by name
   TensorMap optimizer;           // Adam moments and step counts by "<parameter>.<field>"
   TensorMap rng;                 // generator states (uint8 tensors) by name
@@ -45,7 +46,7 @@ struct TrainingState {
 void save_checkpoint(const std::filesystem::path& path, const TrainingState& state);
 
 // Throws ddpm::Error (runtime) naming the file for a missing, truncated or corrupt file, one of
-// a newer format version, or one that lacks a field.
+// a newer format version, one that lacks a field, or one whose config this ddpm cannot read.
 TrainingState load_checkpoint(const std::filesystem::path& path);
 
 // run_dir/checkpoints/step_000001000.pt

@@ -25,6 +25,11 @@ namespace ddpm {
 Config config_from_diffusers(const nlohmann::json& unet, const nlohmann::json* scheduler,
                              const std::string& source, std::vector<std::string>& warnings);
 
+// The scheduler half of config_from_diffusers: the diffusion and sample sections of `config`
+// from a scheduler config (nullptr: DDPMScheduler's defaults); `file` starts every message.
+void read_diffusers_scheduler(const nlohmann::json* scheduler, const std::string& file,
+                              Config& config, std::vector<std::string>& warnings);
+
 // unet/config.json for the config's model, every field written out. Throws ddpm::Error (config)
 // when UNet2DModel cannot express the model: a fixed number of heads (model.attention_heads)
 // over attention levels of different widths.

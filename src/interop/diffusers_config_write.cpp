@@ -31,9 +31,12 @@ json number_json(double value) {
 }
 
 // diffusers' name of a diffusion.prediction.
-std::string diffusers_prediction_type(const std::string& prediction) {
-  if (prediction == "x0") return "sample";
-  if (prediction == "v") return "v_prediction";
+std::string diffusers_prediction_type(Prediction prediction) {
+  switch (prediction) {
+    case Prediction::x0: return "sample";
+    case Prediction::v: return "v_prediction";
+    case Prediction::eps: break;
+  }
   return "epsilon";
 }
 
@@ -86,10 +89,10 @@ json diffusers_unet_config(const Config& config) {
           {"center_input_sample", false},
           {"class_embed_type", nullptr},
           {"down_block_types", down},
-          {"downsample_padding", model.downsample_padding == "symmetric" ? 1 : 0},
+          {"downsample_padding", model.downsample_padding == DownsamplePadding::symmetric ? 1 : 0},
           {"downsample_type", "conv"},
           {"dropout", model.dropout},
-          {"flip_sin_to_cos", model.time_embedding_order == "cos_sin"},
+          {"flip_sin_to_cos", model.time_embedding_order == TimeEmbeddingOrder::cos_sin},
           {"freq_shift", number_json(model.time_embedding_shift)},
           {"in_channels", data.channels},
           {"layers_per_block", model.num_res_blocks},
@@ -116,20 +119,20 @@ json diffusers_scheduler_config(const Config& config, std::vector<std::string>& 
   const SampleConfig& sample = config.sample;
   std::string schedule = "linear";
   json trained = nullptr;
-  if (diffusion.schedule == "linear" || diffusion.schedule == "sigmoid") {
-    schedule = diffusion.schedule;
-  } else if (diffusion.schedule == "quadratic") {
+  if (diffusion.schedule == Schedule::linear || diffusion.schedule == Schedule::sigmoid) {
+    schedule = choice_name(diffusion.schedule);
+  } else if (diffusion.schedule == Schedule::quadratic) {
     schedule = "scaled_linear";
-  } else if (diffusion.schedule == "cosine" && same_number(diffusion.cosine_s, 0.008) &&
+  } else if (diffusion.schedule == Schedule::cosine && same_number(diffusion.cosine_s, 0.008) &&
              same_number(diffusion.max_beta, 0.999)) {
     schedule = "squaredcos_cap_v2";
   } else {
     trained = make_betas(diffusion);  // the betas themselves
   }
-  std::string spacing = sample.spacing;
-  if (spacing == "uniform") {
+  std::string spacing = choice_name(sample.spacing);
+  if (sample.spacing == Spacing::uniform) {
     spacing = "linspace";  // the same but where a timestep falls on a half (sampler.h)
-  } else if (spacing == "quadratic") {
+  } else if (sample.spacing == Spacing::quadratic) {
     warnings.push_back("sample.spacing quadratic has no diffusers counterpart; the scheduler "
                        "config says leading, diffusers' default");
     spacing = "leading";
@@ -142,7 +145,7 @@ json diffusers_scheduler_config(const Config& config, std::vector<std::string>& 
           {"beta_end", diffusion.beta_end},
           {"beta_schedule", schedule},
           {"trained_betas", trained},
-          {"variance_type", sample.variance},
+          {"variance_type", choice_name(sample.variance)},
           {"clip_sample", sample.clip_denoised},
           {"clip_sample_range", 1.0},
           {"prediction_type", diffusers_prediction_type(diffusion.prediction)},

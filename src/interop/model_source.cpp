@@ -1,7 +1,6 @@
 // Loading weights from a checkpoint, a run directory or a diffusers folder; see model_source.h.
 #include "interop/model_source.h"
 
-#include "config/config_json.h"
 #include "ddpm/error.h"
 #include "interop/diffusers_folder.h"
 
@@ -27,7 +26,7 @@ ModelSource from_diffusers(const fs::path& folder) {
   ModelSource source;
   source.path = folder;
   source.diffusers = true;
-  source.config = config_to_json(model.config);
+  source.config = std::move(model.config);
   source.model = model.weights;
   source.ema = std::move(model.weights);
   std::string files;

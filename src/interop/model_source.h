@@ -8,8 +8,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "config/config.h"
 #include "formats/checkpoint.h"
 
 namespace ddpm {
@@ -17,7 +16,7 @@ namespace ddpm {
 struct ModelSource {
   std::filesystem::path path;    // the checkpoint file or the diffusers folder read
   bool diffusers = false;        // a diffusers folder: one set of weights, no training state
-  nlohmann::json config;         // the resolved config
+  Config config;                 // the model's config
   TensorMap model, ema;          // the raw and EMA weights (the same tensors for diffusers)
   int64_t step = 0;              // the checkpoint's step (0 for a diffusers folder)
   std::string origin;            // where the weights came from (see TrainingState::source)

@@ -21,27 +21,28 @@ bool assigns(const std::vector<std::string>& overrides, const std::string& key) 
 
 }  // namespace
 
-Config sampling_config(nlohmann::json config, const std::vector<std::string>& overrides) {
-  const bool inherits = config.contains("sample");  // the checkpoint has sample settings
+Config sampling_config(const Config& model, const std::vector<std::string>& overrides,
+                       const std::function<void(SampleConfig&)>& change) {
+  Config config = model;
   for (const std::string& assignment : overrides) apply_override(config, assignment);
-  if (assigns(overrides, "sampler") && inherits) {
-    const std::string name = config["sample"].value("sampler", "");
-    const SamplerInfo& info = sampler_info(sampler_from_name(name));
-    nlohmann::json& sample = config["sample"];
-    if (sample.value("spacing", "") == "karras" && !info.sigma_space &&
-        !assigns(overrides, "spacing")) {
+  if (change) change(config.sample);
+  SampleConfig& sample = config.sample;
+  const SampleConfig& given = model.sample;
+  if (sample.sampler != given.sampler) {
+    const SamplerInfo& info = sampler_info(sample.sampler);
+    if (sample.spacing == Spacing::karras && !info.sigma_space && !assigns(overrides, "spacing")) {
       log::info("the checkpoint's sample.spacing karras does not suit " + info.name +
                 "; using uniform (pass --spacing to choose)");
-      sample["spacing"] = "uniform";
+      sample.spacing = Spacing::uniform;
     }
-    if (sample.value("eta", 0.0) != 0.0 && info.kind != SamplerKind::ddim &&
-        !assigns(overrides, "eta")) {
+    if (sample.eta != 0.0 && info.kind != SamplerKind::ddim && !assigns(overrides, "eta")) {
       log::info("the checkpoint's sample.eta applies to ddim only; " + info.name +
                 " runs without");
-      sample["eta"] = 0.0;
+      sample.eta = 0.0;
     }
   }
-  return config_from_json(config);
+  validate(config);
+  return config;
 }
 
 SamplingModel load_sampling_model(const ModelSource& source, const Config& config,

@@ -3,10 +3,10 @@
 // before they call the sampling core (diffusion/generation.h).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "config/config.h"
@@ -16,11 +16,13 @@
 
 namespace ddpm {
 
-// The model's config with `overrides` ("sample.steps=20", any key) applied, parsed and
-// validated. When they change the sampler, a spacing or eta the config inherited that the new
-// sampler cannot take (karras for ddpm or ddim, eta for anything but ddim) gives way to the
-// default, with a note in the log; values the overrides set themselves are left to the checks.
-Config sampling_config(nlohmann::json config, const std::vector<std::string>& overrides);
+// The model's config with a request's sample settings: `overrides` ("sample.steps=20", any key)
+// applied in order, then `change` (typed settings), then validated. When they change the
+// sampler, a spacing or eta the model's config gave that the new sampler cannot take (karras for
+// ddpm or ddim, eta for anything but ddim) gives way to the default, with a note in the log;
+// values the overrides set themselves are left to the checks.
+Config sampling_config(const Config& model, const std::vector<std::string>& overrides,
+                       const std::function<void(SampleConfig&)>& change = {});
 
 // A model on a device, ready to sample: its weights (EMA or raw) in a UNet in eval mode,
 // channels-last where that pays, and its noise schedule (on the same device).

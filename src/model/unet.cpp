@@ -94,7 +94,7 @@ UNetImpl::UNetImpl(const ModelConfig& model, const DataConfig& data)
     return AttentionBlock(channels, attention_heads_at(model, static_cast<int>(channels)),
                           model.norm_groups, model.norm_eps);
   };
-  const bool symmetric_padding = model.downsample_padding == "symmetric";
+  const bool symmetric_padding = model.downsample_padding == DownsamplePadding::symmetric;
 
   time_embedding = register_module("time_embedding", TimestepEmbedding(base, embedding_channels));
   conv_in = register_module("conv_in",
@@ -163,7 +163,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
               "], got ", t.sizes());
   auto temb = time_embedding->forward(
       timestep_embedding(t, model_config.base_channels, model_config.time_embedding_shift,
-                         model_config.time_embedding_order == "cos_sin"));
+                         model_config.time_embedding_order == TimeEmbeddingOrder::cos_sin));
   if (class_conditional()) {
     const torch::Tensor classes =
         labels.defined() ? labels : torch::full({x.size(0)}, no_class(), t.options().dtype(

@@ -61,8 +61,8 @@ LossScalerOptions loss_scaler_options(const TrainConfig& train) {
 }
 
 LossOptions loss_options(const Config& config) {
-  return {prediction_from_name(config.diffusion.prediction),
-          config.train.loss_weighting == "min_snr", config.train.min_snr_gamma};
+  return {config.diffusion.prediction, config.train.loss_weighting == LossWeighting::min_snr,
+          config.train.min_snr_gamma};
 }
 
 TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
@@ -84,37 +84,22 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
   if (precision == Precision::fp16) scaler_.emplace(loss_scaler_options(options));
 }
 
-TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
-                                 bool stop_requested, const torch::Tensor& labels) {
-  const NoiseDraw draw = noise_.take(x0, noise);
-  // The next step's draws, made while this one runs (the step after `step` is step + 1 of the
-  // same examples, in ddpm train and in ddpm bench).
-  noise_.prefetch(x0, {noise.seed, noise.step + 1, noise.first_example});
-  const double lr = learning_rate(options_, step);
-  for (auto& group : optimizer_.param_groups()) {
-    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+void check_grad_accumulation(int64_t batch, int64_t parts, const std::string& batch_description) {
+  if (parts < 1 || batch % parts != 0) {
+    throw Error(ErrorKind::config, "train.grad_accumulation (" + std::to_string(parts) +
+                                       ") must divide each process's part of the batch (" +
+                                       std::to_string(batch) + batch_description + ")");
   }
-  optimizer_.zero_grad(/*set_to_none=*/true);
-  if (model_->class_conditional() != labels.defined()) {
-    throw Error(ErrorKind::runtime, model_->class_conditional()
-                                        ? "a class-conditional model trains on labelled images"
-                                        : "an unconditional model trains without labels");
-  }
-  const torch::Tensor classes =
-      labels.defined()
-          ? drop_classes(labels, options_.class_dropout, model_->no_class(), noise)
-                .to(x0.device(), /*non_blocking=*/true)
-          : labels;
+}
+
+torch::Tensor TrainStep::accumulate_gradients(const torch::Tensor& x0, const NoiseDraw& draw,
+                                              const torch::Tensor& classes) {
   // Gradient accumulation: the micro-batches' losses are means over equal parts of the batch,
   // so their gradients, each scaled by 1 / parts, sum to the gradient of the whole batch's mean.
   const int64_t parts = options_.grad_accumulation;
-  if (x0.size(0) % parts != 0) {
-    throw Error(ErrorKind::config,
-                "train.grad_accumulation (" + std::to_string(parts) + ") must divide each " +
-                    "process's part of the batch (" + std::to_string(x0.size(0)) + ")");
-  }
+  check_grad_accumulation(x0.size(0), parts, "");
   const int64_t micro = x0.size(0) / parts;
-  Result result;
+  torch::Tensor total;
   for (int64_t part = 0; part < parts; ++part) {
     const auto range = [&](const torch::Tensor& value) {
       return parts == 1 ? value : value.narrow(0, part * micro, micro);
@@ -131,8 +116,13 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
     }
     if (parts > 1) loss = loss / double(parts);
     (scaler_ ? scaler_->scale_loss(loss) : loss).backward();
-    result.loss = part == 0 ? loss.detach() : result.loss + loss.detach();
+    total = part == 0 ? loss.detach() : total + loss.detach();
   }
+  return total;
+}
+
+void TrainStep::finish_update(const torch::Tensor& x0, bool stop_requested, int64_t step,
+                              Result& result) {
   result.stop = stop_requested;
   torch::Tensor stop_votes;
   if (group_ != nullptr) {
@@ -177,6 +167,32 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
   } else {
     optimizer_.zero_grad(/*set_to_none=*/true);
   }
+}
+
+TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
+                                 bool stop_requested, const torch::Tensor& labels) {
+  const NoiseDraw draw = noise_.take(x0, noise);
+  // The next step's draws, made while this one runs (the step after `step` is step + 1 of the
+  // same examples, in ddpm train and in ddpm bench).
+  noise_.prefetch(x0, {noise.seed, noise.step + 1, noise.first_example});
+  const double lr = learning_rate(options_, step);
+  for (auto& group : optimizer_.param_groups()) {
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+  }
+  optimizer_.zero_grad(/*set_to_none=*/true);
+  if (model_->class_conditional() != labels.defined()) {
+    throw Error(ErrorKind::runtime, model_->class_conditional()
+                                        ? "a class-conditional model trains on labelled images"
+                                        : "an unconditional model trains without labels");
+  }
+  const torch::Tensor classes =
+      labels.defined()
+          ? drop_classes(labels, options_.class_dropout, model_->no_class(), noise)
+                .to(x0.device(), /*non_blocking=*/true)
+          : labels;
+  Result result;
+  result.loss = accumulate_gradients(x0, draw, classes);
+  finish_update(x0, stop_requested, step, result);
   return result;
 }
 

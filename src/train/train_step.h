@@ -54,6 +54,12 @@ class TrainStep {
   LossScaler* loss_scaler() { return scaler_ ? &*scaler_ : nullptr; }
 
  private:
+  // The micro-batches' forward and backward passes; returns the batch's loss.
+  torch::Tensor accumulate_gradients(const torch::Tensor& x0, const NoiseDraw& draw,
+                                     const torch::Tensor& classes);
+  // The ranks' gradients averaged, unscaled, clipped; the update (or not) and the EMA.
+  void finish_update(const torch::Tensor& x0, bool stop_requested, int64_t step, Result& result);
+
   UNet model_;
   const NoiseSchedule& schedule_;
   TrainConfig options_;
@@ -75,6 +81,10 @@ torch::Tensor drop_classes(const torch::Tensor& labels, double p, int64_t no_cla
 
 // The objective a config trains: diffusion.prediction, train.loss_weighting and min_snr_gamma.
 LossOptions loss_options(const Config& config);
+
+// Throws ddpm::Error (config) unless train.grad_accumulation `parts` divides a process's part of
+// the batch, `batch` images (`batch_description` follows the number in the message).
+void check_grad_accumulation(int64_t batch, int64_t parts, const std::string& batch_description);
 
 // fp16's loss-scaler settings of a config (train.loss_scale_*).
 LossScalerOptions loss_scaler_options(const TrainConfig& train);

@@ -121,7 +121,7 @@ class TrainingRun {
 
 // Labelled data: the classes come from the folder (and must match a resumed run's).
 std::optional<ClassFolders> class_folders_of(const Config& config) {
-  if (config.data.labels != "folders") return std::nullopt;
+  if (config.data.labels != LabelSource::folders) return std::nullopt;
   return scan_class_folders(config.data.path, config.data.max_files);
 }
 
@@ -133,7 +133,7 @@ TrainingRun::TrainingRun(const Config& requested, const TrainRun& run)
       env_(run.distributed),
       writer_(env_.rank == 0),
       device_(rank_device(options_.device, env_)),
-      precision_(precision_from_name(options_.precision, "train.precision")) {
+      precision_(options_.precision) {
   check_options();
   group_ = join_ranks(config_, env_, device_);
   log::info("training on " + describe_device(device_) + ", run directory " +
@@ -153,7 +153,7 @@ TrainingRun::TrainingRun(const Config& requested, const TrainRun& run)
 
 void TrainingRun::check_options() const {
   if (precision_ != Precision::fp32 && !device_.is_cuda()) {
-    log::warn("train.precision " + options_.precision + " on the CPU: autocast runs there, but " +
+    log::warn("train.precision " + precision_name(precision_) + " on the CPU: autocast runs there, but " +
               (precision_ == Precision::fp16
                    ? std::string("fp16 training is many times slower than fp32 (no CPU kernels "
                                  "for its backward pass)")
@@ -162,14 +162,9 @@ void TrainingRun::check_options() const {
               "; mixed precision pays on GPUs (bf16 on A100/H100 and newer, fp16 on V100/T4)");
   }
   check_batch_split(options_.batch_size, env_.world_size);
-  if ((options_.batch_size / env_.world_size) % options_.grad_accumulation != 0) {
-    throw Error(ErrorKind::config,
-                "train.grad_accumulation (" + std::to_string(options_.grad_accumulation) +
-                    ") must divide each process's part of the batch (" +
-                    std::to_string(options_.batch_size / env_.world_size) + " = " +
-                    std::to_string(options_.batch_size) + " / " +
-                    std::to_string(env_.world_size) + " processes)");
-  }
+  check_grad_accumulation(options_.batch_size / env_.world_size, options_.grad_accumulation,
+                          " = " + std::to_string(options_.batch_size) + " / " +
+                              std::to_string(env_.world_size) + " processes");
 }
 
 // The data loader, and the real side of the evaluation: both read inputs that can be missing.
@@ -313,7 +308,7 @@ void TrainingRun::count_skipped_step(const TrainStep::Result& result) {
               ": step skipped, loss scale now " + format_number(result.loss_scale) + " (" +
               std::to_string(summary_.skipped_steps) + " skipped so far)");
   } else if (!result.applied) {
-    if (options_.on_nonfinite == "stop") {
+    if (options_.on_nonfinite == OnNonfinite::stop) {
       throw Error(ErrorKind::runtime,
                   "non-finite loss or gradient at step " + std::to_string(step_ + 1) +
                       "; stopped without saving it. The last good checkpoint is " + last_good +
@@ -396,7 +391,7 @@ void TrainingRun::save() {
   TrainingState state =
       capture_training_state(model_, ema_model_, train_step_->optimizer(), device_);
   state.step = step_;
-  state.config = config_to_json(config_);
+  state.config = config_;
   state.source = weights_source_;
   const LoaderState position = loader_->state();
   state.loader_epoch = position.epoch;

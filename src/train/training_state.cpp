@@ -81,26 +81,18 @@ void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
 
 namespace {
 
-// The saved config with today's defaults filled in (configs saved before a key existed lack it).
-nlohmann::json resolved(const nlohmann::json& saved) {
-  try {
-    return config_to_json(config_from_json(saved));
-  } catch (const Error&) {
-    return saved;  // compared as it is: the first differing key is named below
-  }
-}
-
 // Throws for the first key of `sections` (all of a section's keys, or only those listed) whose
-// value differs between the two configs: "KEY is CURRENT but <source> SAVED; <advice>".
+// value differs between the two configs: "KEY is CURRENT but <source> SAVED; <advice>". Values
+// are compared and named as a written config shows them.
 using SectionKeys = std::vector<std::pair<std::string, std::vector<std::string>>>;
 
-void require_same_keys(const nlohmann::json& saved_config, const Config& config,
+void require_same_keys(const Config& saved_config, const Config& config,
                        const SectionKeys& sections, bool skip_training_only,
                        const std::string& source, const std::string& advice) {
   const nlohmann::json current = config_to_json(config);
-  const nlohmann::json saved_resolved = resolved(saved_config);
+  const nlohmann::json saved_written = config_to_json(saved_config);
   for (const auto& [section, keys] : sections) {
-    const nlohmann::json saved_section = saved_resolved.value(section, nlohmann::json::object());
+    const nlohmann::json& saved_section = saved_written.at(section);
     for (const auto& item : current[section].items()) {
       if (!keys.empty() && std::find(keys.begin(), keys.end(), item.key()) == keys.end()) {
         continue;
@@ -131,7 +123,7 @@ void check_resumable(const TrainingState& state, const Config& config,
                     "resume with the run's own config (its config.json)");
 }
 
-void check_same_model(const nlohmann::json& source_config, const Config& config,
+void check_same_model(const Config& source_config, const Config& config,
                       const std::string& source) {
   require_same_keys(source_config, config, {{"model", {}}, {"data", {"image_size", "channels"}}},
                     /*skip_training_only=*/true, source + " has",

@@ -26,7 +26,7 @@ void check_resumable(const TrainingState& state, const Config& config,
 // Throws ddpm::Error (config) when a config's model section (but its training-only keys, such
 // as dropout) or image shape differs from those of the weights' `source_config`, naming the
 // first differing key, both values and `source` (e.g. "--init-from 'models/x'").
-void check_same_model(const nlohmann::json& source_config, const Config& config,
+void check_same_model(const Config& source_config, const Config& config,
                       const std::string& source);
 
 }  // namespace ddpm

@@ -11,7 +11,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   ddpm::TrainingState state;
-  state.config = nlohmann::json::object();
   state.model["weight"] = torch::randn({4 << 20});  // 16 MiB: writing takes a while
   for (int64_t step = 1;; ++step) {
     state.step = step;

@@ -7,7 +7,6 @@
 //   OUTPUT.pt the predicted noise [B, C, H, W]
 #include <iostream>
 
-#include "config/config_json.h"
 #include "formats/weights.h"
 #include "interop/model_source.h"
 #include "model/unet.h"
@@ -20,7 +19,7 @@ int main(int argc, char** argv) {
   try {
     torch::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
     const ddpm::ModelSource source = ddpm::load_model_source(argv[1]);
-    const ddpm::Config config = ddpm::config_from_json(source.config);
+    const ddpm::Config& config = source.config;
     ddpm::UNet model(config.model, config.data);
     ddpm::load_state_dict(*model, source.ema, argv[1]);
     model->set_channels_last(argc > 4 && std::string(argv[4]) == "--channels-last");

@@ -50,12 +50,12 @@ int main(int argc, char** argv) {
     const ddpm::NoiseSchedule schedule(diffusion);
     const std::vector<double> sigmas = schedule.table().sqrt_recip_alpha_bar_minus_one;
     ddpm::SamplerOptions options;
-    options.kind = ddpm::sampler_from_name(argv[1]);
+    options.kind = ddpm::choice_from_name<ddpm::SamplerKind>(argv[1], "sampler");
     options.steps = std::stoi(argv[2]);
-    options.spacing = argv[3];
+    options.spacing = ddpm::choice_from_name<ddpm::Spacing>(argv[3], "spacing");
     options.clip_denoised = std::string(argv[4]) == "1";
     options.eta = std::stod(argv[5]);
-    options.variance = argv[6];
+    options.variance = ddpm::choice_from_name<ddpm::Variance>(argv[6], "variance");
 
     std::vector<float> calls;
     const ddpm::EpsilonPredictor model = [&](const torch::Tensor& x, const torch::Tensor& t) {

@@ -29,7 +29,7 @@ class AncestralSolver final : public Solver {
     if (step + 1 == context.grid.steps()) return {mean, x0};  // no noise into the image
     // fixed_large: beta (the original code's log(append(beta~_1, beta_1:)) differs only at
     // t = 0, where no noise is added); fixed_small: the posterior variance beta~.
-    const double variance = context.options.variance == "fixed_large"
+    const double variance = context.options.variance == Variance::fixed_large
                                 ? beta
                                 : (1.0 - ab_next) / (1.0 - ab) * beta;
     return {mean + context.noise(step) * std::sqrt(variance), x0};
