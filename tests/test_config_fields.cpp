@@ -84,7 +84,7 @@ Config every_field_changed() {
              LossWeighting::min_snr, 4.0, 2, 9, 2, 3, 4, 5, "cpu", Precision::bf16, 1024.0,
              3.0, 0.25, 10, 2.0, OnNonfinite::skip, 60, 6, 8, "/real", "/net.pt", 0.2};
   c.sample = {SamplerKind::ddim, 5, 0.5, Variance::fixed_small, Spacing::trailing, false, 9, 3,
-              11, 2.5, Precision::fp16};
+              11, 2.5, Precision::fp16, 4, 3};
   return c;
 }
 
@@ -96,7 +96,7 @@ TEST(ConfigFields, EveryFieldIsWrittenAndReadBack) {
   // Each section lists each key once, and the writer and the reader agree on the names.
   size_t keys = 0;
   for (const auto& section : written.items()) keys += section.value().size();
-  EXPECT_EQ(keys, 10u + 13u + 8u + 34u + 11u);
+  EXPECT_EQ(keys, 10u + 13u + 8u + 34u + 13u);
   EXPECT_EQ(written["data"]["image_size"], nlohmann::json::array({16, 24}));
   EXPECT_EQ(written["sample"]["sampler"], "ddim");
   EXPECT_EQ(written["train"]["precision"], "bf16");

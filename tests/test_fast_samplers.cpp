@@ -14,6 +14,7 @@
 #include <map>
 
 #include "ddpm/error.h"
+#include "diffusion/image_chains.h"
 #include "diffusion/sampler.h"
 #include "diffusion/solvers/solver.h"  // the steps themselves, for diffusers' loops
 #include "test_support.h"

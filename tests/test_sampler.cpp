@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "ddpm/error.h"
+#include "diffusion/image_chains.h"
 #include "diffusion/sampler.h"
 #include "test_support.h"
 

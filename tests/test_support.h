@@ -58,12 +58,12 @@ CommandResult run_ddpm(const std::string& arguments);
 // A TCP port on 127.0.0.1 that was free a moment ago (the system picks it).
 int free_port();
 
-// A small UNet (16 channels, 2 levels, attention at 8) for `channels` x size x size images.
 // A spacing by its sample.spacing name (test tables keep the names users write).
 inline Spacing spacing_named(const std::string& name) {
   return choice_from_name<Spacing>(name, "sample.spacing");
 }
 
+// A small UNet (16 channels, 2 levels, attention at 8) for `channels` x size x size images.
 ModelConfig small_model_config();
 DataConfig image_config(int channels, int height, int width);
 

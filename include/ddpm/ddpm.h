@@ -79,6 +79,16 @@ struct SampleRequest {
   // k * C * H * W (at least num_images images; {}: drawn from the seed). The steps' noise still
   // comes from the seed, so passing the x_T the seed would draw changes nothing.
   std::vector<float> initial_noise;
+  // Editing. The input image of every image, laid out as initial_noise (C x H x W values in
+  // [-1, 1] per image, at least num_images; Pipeline::read_inputs makes them from files). With
+  // masks: inpainting (RePaint: sampler ddpm or ddim, sample.jump_length and jump_n_sample).
+  // Without: image-to-image (SDEdit): every sampler's chain run for its last
+  // floor(strength x steps) steps from the input noised to the first of them.
+  std::vector<float> init_images;
+  // Inpainting: H x W values per image (>= 0.5 keeps the input's pixel, below generates it),
+  // one mask per image or one for every image.
+  std::vector<float> masks;
+  std::optional<double> strength;  // image-to-image: the fraction of the chain, in (0, 1]
   std::function<void(const SampleProgress&)> on_progress;
   // Called every preview_every reverse steps and at the last, when both are set.
   int preview_every = 0;
@@ -105,6 +115,16 @@ struct SamplePlan {
   std::string precision;
   std::vector<int64_t> image_classes;  // the class of image k; empty for an unconditional model
   std::vector<int64_t> classes;        // the distinct classes drawn, in the order asked
+  std::string mode;                    // "sample", "image-to-image" or "inpaint"
+  double strength = 1.0;               // image-to-image's
+  int jump_length = 0, jump_n_sample = 0;  // inpainting's
+};
+
+// Input images and masks read from files for SampleRequest::init_images and masks.
+struct EditInputs {
+  std::vector<float> images;       // C x H x W values in [-1, 1] per image
+  std::vector<float> masks;        // H x W values (1 keeps, 0 generates) per mask
+  std::vector<std::string> notes;  // what was done to fit them (resizing), for the log
 };
 
 // A model ready to sample: its weights on a device, with its config and noise schedule.
@@ -130,6 +150,20 @@ class DDPM_API Pipeline {
   // What generate() would do for this request; throws what generate() would throw before its
   // first network call.
   SamplePlan plan(const SampleRequest& request) const;
+
+  // Images for init_images, decoded as training data is (every format and bit depth the data
+  // loader reads), converted to the model's channels and, when their size differs from the
+  // model's, resized and centre-cropped as training data is (a note says so). Masks (white >= 128
+  // keeps, black generates) must each have their image's size and are resized with it;
+  // `mask_files` names none, one for every image, or one per image. Throws ddpm::Error naming
+  // the file and both sizes.
+  EditInputs read_inputs(const std::vector<std::string>& image_files,
+                         const std::vector<std::string>& mask_files = {}) const;
+  // DDIM inversion of request.init_images (num_images of them): the x_T, laid out as
+  // initial_noise, that the deterministic DDIM chain of the request's steps and spacing maps
+  // back to them. Sampler "ddim" (or unset), eta 0; classes and guidance apply. `on_progress`
+  // sees the steps.
+  std::vector<float> invert(const SampleRequest& request) const;
 
   int channels() const;
   int height() const;

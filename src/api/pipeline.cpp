@@ -2,6 +2,8 @@
 // (generation.h).
 #include <nlohmann/json.hpp>
 
+#include "api/pipeline_state.h"
+#include "api/request_inputs.h"
 #include "base/device.h"
 #include "base/log.h"
 #include "config/config_json.h"
@@ -16,12 +18,6 @@
 #include "interop/sampling_model.h"
 
 namespace ddpm {
-
-struct Pipeline::State {
-  ModelSource source;
-  Config config;
-  SamplingModel model;
-};
 
 namespace {
 
@@ -58,11 +54,12 @@ void apply_request(const SampleRequest& request, SampleConfig& sample) {
 }
 
 // A request resolved against the model: its config, the class of every image, the settings
-// of the sampling core (checked before any network call).
+// and per-image inputs of the sampling core (all checked before any network call).
 struct Resolved {
   Config config;
   SampleClasses classes;
   SampleSettings settings;
+  SampleInputs inputs;
 };
 
 Resolved resolve(const Pipeline::State& state, const SampleRequest& request) {
@@ -72,34 +69,15 @@ Resolved resolve(const Pipeline::State& state, const SampleRequest& request) {
   SampleClasses classes = plan_sample_classes(request.classes, config, config.sample.num_images);
   SampleSettings settings = sample_settings(config);
   validate_sampler_options(settings.solver, state.model.schedule.timesteps());
-  return {std::move(config), std::move(classes), std::move(settings)};
+  SampleInputs inputs = request_inputs(request, settings, config.sample.num_images);
+  inputs.labels = classes.labels;
+  return {std::move(config), std::move(classes), std::move(settings), std::move(inputs)};
 }
 
-// SampleRequest::initial_noise as x_T [N, C, H, W]; undefined when empty.
-torch::Tensor initial_noise(const SampleRequest& request, const Resolved& resolved) {
-  if (request.initial_noise.empty()) return {};
-  const std::vector<int64_t>& shape = resolved.settings.image_shape;
-  const int64_t image = shape[0] * shape[1] * shape[2];
-  const auto values = static_cast<int64_t>(request.initial_noise.size());
-  const int64_t wanted = resolved.config.sample.num_images * image;
-  if (values % image != 0 || values < wanted) {
-    throw Error(ErrorKind::usage,
-                "SampleRequest::initial_noise holds " + std::to_string(values) +
-                    " values; this request needs x_T for " +
-                    std::to_string(resolved.config.sample.num_images) + " images of " +
-                    std::to_string(image) + " values each (" + std::to_string(wanted) + ")");
-  }
-  return torch::from_blob(const_cast<float*>(request.initial_noise.data()),
-                          {values / image, shape[0], shape[1], shape[2]}, torch::kFloat32)
-      .clone();
-}
-
-// Runs the request batch by batch; `take` gets each batch ([count, C, H, W] on the CPU).
-void run_request(Pipeline::State& state, const SampleRequest& request, const Resolved& resolved,
-                 const std::function<void(int64_t, const torch::Tensor&)>& take) {
-  const int64_t total = resolved.config.sample.num_images;
-  const BatchStepCallback on_step = [&](int64_t first, int64_t count, int step, int steps,
-                                        const torch::Tensor&, const torch::Tensor& x0) {
+// The request's cancel flag, progress and preview callbacks, at every step of every batch.
+BatchStepCallback step_reporter(const SampleRequest& request, int64_t total) {
+  return [&request, total](int64_t first, int64_t count, int step, int steps,
+                           const torch::Tensor&, const torch::Tensor& x0) {
     if (request.cancel && request.cancel->load()) {
       throw Error(ErrorKind::interrupted, "sampling cancelled at step " +
                                               std::to_string(step + 1) + " of images " +
@@ -116,9 +94,14 @@ void run_request(Pipeline::State& state, const SampleRequest& request, const Res
                           std::vector<float>(data, data + values.numel())});
     }
   };
-  sample_all(state.model.model, state.model.schedule, resolved.settings,
-             SampleInputs{resolved.classes.labels, initial_noise(request, resolved)}, total, take,
-             on_step);
+}
+
+// Runs the request batch by batch; `take` gets each batch ([count, C, H, W] on the CPU).
+void run_request(Pipeline::State& state, const SampleRequest& request, const Resolved& resolved,
+                 const std::function<void(int64_t, const torch::Tensor&)>& take) {
+  const int64_t total = resolved.config.sample.num_images;
+  sample_all(state.model.model, state.model.schedule, resolved.settings, resolved.inputs, total,
+             take, step_reporter(request, total));
 }
 
 }  // namespace
@@ -145,7 +128,8 @@ SamplePlan Pipeline::plan(const SampleRequest& request) const {
   plan.batch_size = resolved.settings.batch_size;
   plan.sampler = choice_name(sample.sampler);
   plan.steps = sample.steps;
-  plan.network_evaluations = sampler_evaluations(resolved.settings.solver.kind, sample.steps);
+  plan.network_evaluations = sample_evaluations(resolved.settings, resolved.inputs,
+                                                state_->model.schedule.timesteps());
   plan.spacing = choice_name(sample.spacing);
   plan.eta = sample.eta;
   plan.variance = choice_name(sample.variance);
@@ -155,6 +139,12 @@ SamplePlan Pipeline::plan(const SampleRequest& request) const {
   plan.precision = choice_name(sample.precision);
   plan.image_classes = resolved.classes.labels;
   plan.classes = resolved.classes.classes;
+  plan.mode = request_mode(resolved.inputs);
+  plan.strength = resolved.inputs.strength;
+  if (resolved.inputs.mask.defined()) {
+    plan.jump_length = resolved.settings.repaint.jump_length;
+    plan.jump_n_sample = resolved.settings.repaint.jump_n_sample;
+  }
   return plan;
 }
 
@@ -162,6 +152,26 @@ void Pipeline::generate_batches(
     const SampleRequest& request,
     const std::function<void(int64_t first, const at::Tensor& images)>& take) const {
   run_request(*state_, request, resolve(*state_, request), take);
+}
+
+std::vector<float> Pipeline::invert(const SampleRequest& request) const {
+  if (request.init_images.empty() || !request.masks.empty() || request.strength) {
+    throw Error(ErrorKind::usage, "Pipeline::invert takes SampleRequest::init_images, the images "
+                                  "to invert, and no masks or strength");
+  }
+  SampleRequest settings_only = request;
+  settings_only.init_images.clear();
+  if (settings_only.sampler.empty()) settings_only.sampler = "ddim";
+  Resolved resolved = resolve(*state_, settings_only);
+  const int64_t total = resolved.config.sample.num_images;
+  resolved.inputs.init =
+      image_rows(request.init_images, resolved.settings.image_shape, total, "init_images");
+  const torch::Tensor x_T = invert_all(state_->model.model, state_->model.schedule,
+                                       resolved.settings, resolved.inputs,
+                                       step_reporter(request, total))
+                                .contiguous();
+  const float* data = x_T.data_ptr<float>();
+  return std::vector<float>(data, data + x_T.numel());
 }
 
 std::vector<GeneratedImage> Pipeline::generate(const SampleRequest& request) const {

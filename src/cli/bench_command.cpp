@@ -22,6 +22,7 @@
 #include "common.h"
 #include "ddpm/error.h"
 #include "diffusion/guidance.h"
+#include "diffusion/image_chains.h"
 #include "diffusion/sampler.h"
 #include "model/model_summary.h"
 #include "train/train_step.h"

@@ -11,5 +11,7 @@ int run_bench(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_import(int argc, char** argv);
 int run_export(int argc, char** argv);
+int run_invert(int argc, char** argv);
+int run_interpolate(int argc, char** argv);
 
 }  // namespace ddpm::cli

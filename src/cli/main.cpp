@@ -2,6 +2,7 @@
 // (2 usage or config, 1 runtime failure, 130 interrupted).
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <vector>
@@ -24,6 +25,9 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"train", "train a model on an image folder (resumable)", ddpm::cli::run_train},
       {"sample", "sample images from a checkpoint and write PNGs", ddpm::cli::run_sample},
+      {"invert", "map images to the x_T that DDIM generates them from", ddpm::cli::run_invert},
+      {"interpolate", "frames between two images, through their inverted x_T",
+       ddpm::cli::run_interpolate},
       {"import", "turn a diffusers model folder into a ddpm checkpoint", ddpm::cli::run_import},
       {"export", "write a checkpoint as a diffusers DDPMPipeline folder", ddpm::cli::run_export},
       {"eval", "FID, KID and precision/recall of generated images against real ones",
@@ -40,8 +44,10 @@ const std::vector<Command>& commands() {
 void print_usage(std::ostream& out) {
   out << "ddpm " DDPM_VERSION " - denoising diffusion probabilistic models on LibTorch\n\n"
       << "Usage: ddpm <command> [options]\n       ddpm <command> --help\n\nCommands:\n";
+  size_t width = 0;
+  for (const auto& command : commands()) width = std::max(width, std::strlen(command.name));
   for (const auto& command : commands()) {
-    out << "  " << command.name << std::string(10 - std::strlen(command.name), ' ')
+    out << "  " << command.name << std::string(width + 2 - std::strlen(command.name), ' ')
         << command.summary << "\n";
   }
   out << "\nOptions:\n  -h, --help     print this help\n  --version      print the version\n";

@@ -16,6 +16,7 @@
 #include "ddpm/ddpm.h"
 #include "ddpm/ddpm_tensor.h"
 #include "ddpm/error.h"
+#include "edit_files.h"
 #include "formats/image_io.h"
 #include "formats/image_tensor.h"
 #include "formats/weights.h"
@@ -114,7 +115,14 @@ void prepare_outputs(const std::vector<fs::path>& outputs, bool overwrite) {
 void log_plan(const Pipeline& pipeline, const SamplePlan& plan,
               const std::vector<std::string>& class_names, bool given_noise) {
   const std::string weights = pipeline.weights();
-  log::info("sampling " + std::to_string(plan.num_images) + " images with " + plan.sampler +
+  const std::string what =
+      plan.mode == "inpaint" ? "inpainting (RePaint, jump_length " +
+                                   std::to_string(plan.jump_length) + ", jump_n_sample " +
+                                   std::to_string(plan.jump_n_sample) + ") "
+      : plan.mode == "image-to-image"
+          ? "image-to-image (strength " + nlohmann::json(plan.strength).dump() + ") on "
+          : "sampling ";
+  log::info(what + std::to_string(plan.num_images) + " images with " + plan.sampler +
             ", " + std::to_string(plan.steps) + " steps (" + plan.spacing + " spacing, " +
             std::to_string(plan.network_evaluations) +
             " network evaluations per image), from " + pipeline.source_path() +
@@ -162,13 +170,30 @@ Metadata sample_metadata(const Pipeline& pipeline, const SamplePlan& plan,
     metadata.emplace_back("guidance", nlohmann::json(plan.guidance).dump());
   }
   if (plan.precision != "fp32") metadata.emplace_back("precision", plan.precision);
+  if (plan.mode != "sample") metadata.emplace_back("mode", plan.mode);
+  if (plan.mode == "image-to-image") {
+    metadata.emplace_back("strength", nlohmann::json(plan.strength).dump());
+  }
+  if (plan.mode == "inpaint") {
+    metadata.emplace_back("jump_length", std::to_string(plan.jump_length));
+    metadata.emplace_back("jump_n_sample", std::to_string(plan.jump_n_sample));
+  }
   return metadata;
 }
 
-// One image's metadata: the sample's, its index and, for a class-conditional model, its class.
+// --init and --mask: each output image's input and mask files (empty when not editing).
+struct InputFiles {
+  std::vector<std::string> images, masks;
+};
+
+// One image's metadata: the sample's, its index, its input and mask files when editing and,
+// for a class-conditional model, its class.
 Metadata image_metadata(Metadata metadata, const SamplePlan& plan,
-                        const std::vector<std::string>& class_names, int64_t index) {
+                        const std::vector<std::string>& class_names, const InputFiles& inputs,
+                        int64_t index) {
   metadata.emplace_back("index", std::to_string(index));
+  if (!inputs.images.empty()) metadata.emplace_back("init", inputs.images[index]);
+  if (!inputs.masks.empty()) metadata.emplace_back("mask", inputs.masks[index]);
   if (!plan.image_classes.empty()) {
     const int64_t label = plan.image_classes[index];
     metadata.emplace_back("class", class_names[label]);
@@ -231,6 +256,19 @@ cxxopts::Options sample_options() {
       cxxopts::value<std::string>())(
       "noise", "x_T of image k from row k of this tensor [N, C, H, W] (saved by torch.save)",
       cxxopts::value<std::string>())(
+      "init",
+      "edit these images (a file or a folder): with --mask inpaint them, with --strength "
+      "turn them into samples (one output per input; --num N repeats a single input)",
+      cxxopts::value<std::string>())(
+      "mask",
+      "inpainting (RePaint; sampler ddpm or ddim): white (>= 128) keeps the input's pixel, "
+      "black is generated; a file for every image, or a folder with one mask per image, "
+      "paired by file name (sample.jump_length, sample.jump_n_sample)",
+      cxxopts::value<std::string>())(
+      "strength",
+      "image-to-image (SDEdit, every sampler): noise the input part-way and run the last "
+      "floor(strength x steps) steps, 0 < strength <= 1",
+      cxxopts::value<std::string>())(
       "grid", "also write all images as one grid PNG to this file", cxxopts::value<std::string>())(
       "trajectory", "write trajectory.png: each image's predicted x0 every K steps",
       cxxopts::value<int>())("no-ema", "use the raw weights instead of the EMA")(
@@ -241,6 +279,60 @@ cxxopts::Options sample_options() {
                                                   cxxopts::value<std::string>()->default_value(
                                                       "auto"));
   return options;
+}
+
+// --init, --mask and --strength into the request: the input images (and masks) read as
+// training data is, one output per input (a single input repeated --num times). Every refusal
+// comes before anything is written.
+InputFiles add_edit_inputs(const cxxopts::ParseResult& arguments, const Pipeline& pipeline,
+                           SampleRequest& request) {
+  const bool init = arguments.count("init") > 0;
+  for (const char* flag : {"mask", "strength"}) {
+    if (arguments.count(flag) && !init) {
+      throw Error(ErrorKind::usage, std::string("--") + flag + " needs --init, the images " +
+                                        "to edit");
+    }
+  }
+  if (!init) return {};
+  if (arguments.count("mask") == arguments.count("strength")) {
+    throw Error(ErrorKind::usage, "--init needs either --mask (inpainting) or --strength "
+                                  "(image-to-image)");
+  }
+  if (arguments.count("noise")) {
+    throw Error(ErrorKind::usage, "--init starts the chain from the input images; drop --noise");
+  }
+  InputFiles files;
+  files.images = image_files(arguments["init"].as<std::string>(), "--init");
+  int64_t repeat = 0;  // a bad --num is refused as sample.num_images
+  if (arguments.count("num")) {
+    try {
+      repeat = std::stoll(arguments["num"].as<std::string>());
+    } catch (const std::exception&) {
+    }
+  }
+  if (repeat > 0 && files.images.size() == 1) {
+    files.images.assign(repeat, files.images.front());
+  } else if (repeat > 0 && static_cast<size_t>(repeat) != files.images.size()) {
+    throw Error(ErrorKind::usage, "--num " + std::to_string(repeat) + " with " +
+                                      std::to_string(files.images.size()) +
+                                      " --init images: one output per input; drop --num");
+  }
+  if (arguments.count("mask")) {
+    files.masks = paired_masks(files.images, arguments["mask"].as<std::string>());
+  } else {
+    const std::string text = arguments["strength"].as<std::string>();
+    try {
+      request.strength = std::stod(text);
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::usage, "--strength must be a number in (0, 1], got '" + text + "'");
+    }
+  }
+  EditInputs inputs = pipeline.read_inputs(files.images, files.masks);
+  for (const std::string& note : inputs.notes) log::info(note);
+  request.init_images = std::move(inputs.images);
+  request.masks = std::move(inputs.masks);
+  request.num_images = static_cast<int64_t>(files.images.size());
+  return files;
 }
 
 // The progress line, and with --trajectory the predicted x0 every `every` steps into `frames`.
@@ -294,6 +386,7 @@ int run_sample(int argc, char** argv) {
     log::warn("--no-ema: a diffusers folder holds one set of weights; sampling with those");
   }
   SampleRequest request = sample_request(arguments);
+  const InputFiles inputs = add_edit_inputs(arguments, pipeline, request);
   const SamplePlan plan = pipeline.plan(request);  // every refusal before any network call
   if (arguments.count("noise")) {
     request.initial_noise = read_noise(arguments["noise"].as<std::string>(), pipeline,
@@ -315,7 +408,7 @@ int run_sample(int argc, char** argv) {
   pipeline.generate_batches(request, [&](int64_t first, const torch::Tensor& images) {
     for (int64_t i = 0; i < images.size(0); ++i) {
       write_png(files.image(first + i), tensor_to_image(images[i]),
-                image_metadata(metadata, plan, class_names, first + i));
+                image_metadata(metadata, plan, class_names, inputs, first + i));
     }
     if (arguments.count("grid")) all_images.push_back(images);
     if (!frames.empty()) trajectory.push_back(torch::stack(frames, 1));  // [B, frames, C, H, W]

@@ -260,6 +260,10 @@ void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusio
           "must be >= 1, got " + str(sample.num_images));
   require(sample.batch_size >= 1, "sample.batch_size",
           "must be >= 1, got " + str(sample.batch_size));
+  require(sample.jump_length >= 1, "sample.jump_length",
+          "must be >= 1, got " + str(sample.jump_length));
+  require(sample.jump_n_sample >= 1, "sample.jump_n_sample",
+          "must be >= 1 (1: no resampling), got " + str(sample.jump_n_sample));
   require(std::isfinite(sample.guidance) && sample.guidance >= 0.0, "sample.guidance",
           "must be a number >= 0 (1: the conditional model alone, 0: unconditional, above 1: "
           "stronger class guidance), got " + str(sample.guidance));

@@ -144,6 +144,10 @@ struct SampleConfig {
   // fp32 | bf16 | fp16: the network's forward passes under autocast (precision.h); the
   // sampler's own arithmetic stays float32.
   Precision precision = Precision::fp32;
+  // Inpainting (RePaint, repaint.h): every jump_length steps the chain goes back up
+  // jump_length steps, jump_n_sample - 1 times (1: never).
+  int jump_length = 10;
+  int jump_n_sample = 10;
   bool operator==(const SampleConfig&) const = default;
 };
 

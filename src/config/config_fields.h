@@ -118,6 +118,8 @@ void visit_fields(Sample& sample, Visit&& visit) {
   visit("seed", sample.seed);
   visit("guidance", sample.guidance);
   visit("precision", sample.precision);
+  visit("jump_length", sample.jump_length);
+  visit("jump_n_sample", sample.jump_n_sample);
 }
 
 // visit_sections(config, visit) calls visit(section name, section struct) for each section.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "ddpm/error.h"
 #include "diffusion/guidance.h"
 
 namespace ddpm {
@@ -33,7 +34,20 @@ SampleSettings sample_settings(const Config& config) {
   settings.seed = config.sample.seed;
   settings.batch_size = std::max(1, config.sample.batch_size);
   settings.image_shape = {config.data.channels, config.data.height, config.data.width};
+  settings.repaint = {config.sample.jump_length, config.sample.jump_n_sample};
   return settings;
+}
+
+int sample_evaluations(const SampleSettings& settings, const SampleInputs& inputs,
+                       int64_t timesteps) {
+  const SamplerOptions& solver = settings.solver;
+  if (inputs.mask.defined()) {
+    return repaint_evaluations(timesteps, solver.steps, settings.repaint.jump_length,
+                               settings.repaint.jump_n_sample);
+  }
+  const int first = inputs.init.defined() ? first_step_for_strength(solver.steps, inputs.strength)
+                                          : 0;
+  return sampler_evaluations(solver.kind, solver.steps - first);  // the steps run
 }
 
 torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
@@ -43,10 +57,16 @@ torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
   torch::InferenceMode inference;  // no autograd bookkeeping at all
   const EpsilonPredictor predictor = guided_predictor(
       model, label_slice(inputs.labels, first, count), settings.guidance, settings.precision);
-  const torch::Tensor x_T =
-      inputs.x_T.defined() ? inputs.x_T.slice(0, first, first + count) : inputs.x_T;
+  const auto rows = [&](const torch::Tensor& all) {
+    return all.defined() ? all.slice(0, first, first + count) : all;
+  };
+  ChainStart start(rows(inputs.x_T));
+  start.init = rows(inputs.init);
+  start.mask = rows(inputs.mask);
+  start.strength = inputs.strength;
+  start.repaint = settings.repaint;
   return sample_images(predictor, schedule, settings.solver, first, count, settings.image_shape,
-                       settings.seed, schedule.device(), callback, x_T)
+                       settings.seed, schedule.device(), callback, start)
       .cpu();
 }
 
@@ -64,6 +84,35 @@ void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings
     }
     take(first, sample_batch(model, schedule, settings, inputs, first, count, callback));
   }
+}
+
+torch::Tensor invert_all(UNet& model, const NoiseSchedule& schedule,
+                         const SampleSettings& settings, const SampleInputs& inputs,
+                         const BatchStepCallback& on_step) {
+  if (!inputs.init.defined()) {
+    throw Error(ErrorKind::runtime, "invert_all: inversion needs the images (SampleInputs::init)");
+  }
+  const int64_t num_images = inputs.init.size(0);
+  std::vector<torch::Tensor> batches;
+  const EvalMode eval(model);
+  torch::InferenceMode inference;
+  for (int64_t first = 0; first < num_images; first += settings.batch_size) {
+    const int64_t count = std::min(settings.batch_size, num_images - first);
+    const EpsilonPredictor predictor =
+        guided_predictor(model, label_slice(inputs.labels, first, count), settings.guidance,
+                         settings.precision);
+    SamplerCallback callback;
+    if (on_step) {
+      callback = [&](int step, int total, const torch::Tensor& x, const torch::Tensor& x0) {
+        on_step(first, count, step, total, x, x0);
+      };
+    }
+    const torch::Tensor images =
+        inputs.init.slice(0, first, first + count).to(schedule.device(), torch::kFloat32);
+    batches.push_back(
+        invert_images(predictor, schedule, settings.solver, images, callback).cpu());
+  }
+  return torch::cat(batches);
 }
 
 }  // namespace ddpm

@@ -17,6 +17,9 @@
 
 #include "base/precision.h"
 #include "config/config.h"
+#include "diffusion/image_chains.h"
+#include "diffusion/inversion.h"
+#include "diffusion/repaint.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
 #include "model/unet.h"
@@ -32,15 +35,25 @@ struct SampleSettings {
   uint64_t seed = 0;
   int64_t batch_size = 1;            // images per network call
   std::vector<int64_t> image_shape;  // [C, H, W]
+  RepaintOptions repaint;            // inpainting's jumps (sample.jump_length, jump_n_sample)
 };
 // Throws ddpm::Error (config, naming the key) for an unknown sampler, spacing or precision.
 SampleSettings sample_settings(const Config& config);
 
-// What the chain starts from, per image of the request (row or entry k for image k).
+// What the chain starts from, per image of the request (row or entry k for image k; tensors
+// float32 on the CPU). See ChainStart (image_chains.h) for what each start does.
 struct SampleInputs {
   std::vector<int64_t> labels;  // the class of every image (plan_sample_classes); empty: none
-  torch::Tensor x_T;            // [N, C, H, W] float32 on the CPU; undefined: drawn from the seed
+  torch::Tensor x_T;            // [N, C, H, W]; undefined: drawn from the seed
+  torch::Tensor init;           // [N, C, H, W] in [-1, 1]: image-to-image or inpainting input
+  torch::Tensor mask;           // [N, 1, H, W], 1 keeps init's pixel: inpainting
+  double strength = 1.0;        // image-to-image (init without mask): the fraction of the chain
 };
+
+// The network evaluations per image of a request: the sampler's, the part a strength runs, or
+// RePaint's downward steps.
+int sample_evaluations(const SampleSettings& settings, const SampleInputs& inputs,
+                       int64_t timesteps);
 
 // Images first .. first + count - 1 of a request, as float32 [count, C, H, W] in [-1, 1] on the
 // CPU. `model` runs in eval mode and goes back to its mode after; `schedule` is on the device
@@ -59,5 +72,12 @@ void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings
                 const SampleInputs& inputs, int64_t num_images,
                 const std::function<void(int64_t first, const torch::Tensor& images)>& take,
                 const BatchStepCallback& on_step = {});
+
+// DDIM inversion (inversion.h) of inputs.init, settings.batch_size at a time, with each image's
+// class and the settings' guidance and precision: x_T of every image as float32 [N, C, H, W] on
+// the CPU. settings.solver must be ddim with eta 0.
+torch::Tensor invert_all(UNet& model, const NoiseSchedule& schedule,
+                         const SampleSettings& settings, const SampleInputs& inputs,
+                         const BatchStepCallback& on_step = {});
 
 }  // namespace ddpm

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "base/seed_mix.h"
 #include "ddpm/error.h"
@@ -36,84 +37,95 @@ void validate_sampler_options(const SamplerOptions& options, int64_t timesteps) 
   check_spacing(options.kind, options.steps, options.spacing, timesteps);
 }
 
-torch::Tensor run_sampler(const EpsilonPredictor& model, const NoiseSchedule& schedule,
-                          const SamplerOptions& options, torch::Tensor x_T,
-                          const std::function<torch::Tensor(int step)>& noise_for_step,
-                          const SamplerCallback& callback) {
-  validate_sampler_options(options, schedule.timesteps());
-  if (!x_T.defined() || x_T.dim() < 1 || x_T.size(0) < 1) {
-    throw Error(ErrorKind::runtime, "run_sampler: x_T must be a non-empty batch [B, ...]");
-  }
+torch::Tensor grid_eps(const EpsilonPredictor& model, const TimestepGrid& grid,
+                       Prediction prediction, const torch::Tensor& x, int point) {
+  const double t = grid.timesteps[point];
+  const auto timestep =
+      grid.fractional
+          ? torch::full({x.size(0)}, t, x.options().dtype(torch::kFloat32))
+          : torch::full({x.size(0)}, static_cast<int64_t>(t), x.options().dtype(torch::kLong));
+  const torch::Tensor output = model(x, timestep).to(x.scalar_type());
+  return eps_from_prediction(prediction, output, x, grid.alpha_bar[point]);
+}
+
+namespace {
+
+// The reverse loop from grid point `first` to the end.
+torch::Tensor run_chain(const EpsilonPredictor& model, const TimestepGrid& grid,
+                        const SamplerOptions& options, int first, torch::Tensor x,
+                        const std::function<torch::Tensor(int step)>& noise_for_step,
+                        const SamplerCallback& callback) {
   torch::NoGradGuard no_grad;
-  const TimestepGrid grid =
-      timestep_grid(schedule.table(), options.kind, options.steps, options.spacing);
-  const auto eps = [&](const torch::Tensor& x, int point) {
-    const double t = grid.timesteps[point];
-    const auto timestep =
-        grid.fractional
-            ? torch::full({x.size(0)}, t, x.options().dtype(torch::kFloat32))
-            : torch::full({x.size(0)}, static_cast<int64_t>(t), x.options().dtype(torch::kLong));
-    const torch::Tensor output = model(x, timestep).to(x.scalar_type());
-    return eps_from_prediction(options.prediction, output, x, grid.alpha_bar[point]);
+  const auto eps = [&](const torch::Tensor& input, int point) {
+    return grid_eps(model, grid, options.prediction, input, point);
   };
   const solvers::StepContext context{grid, options, eps, noise_for_step};
   const std::unique_ptr<solvers::Solver> solver = solvers::make_solver(options.kind);
-  const int total = grid.steps();
-  torch::Tensor x = std::move(x_T);
-  for (int step = 0; step < total; ++step) {
+  const int total = grid.steps() - first;
+  for (int step = first; step < grid.steps(); ++step) {
     solvers::StepResult result = solver->step(step, x, context);
     x = std::move(result.x);
-    if (callback) callback(step, total, x, result.x0);
+    if (callback) callback(step - first, total, x, result.x0);
   }
   return x;
 }
 
-uint64_t image_seed(uint64_t seed, int64_t index) {
-  return splitmix64(splitmix64(seed) + static_cast<uint64_t>(index));
+// The grid of `options`, after checking them and that `x` is a non-empty batch.
+TimestepGrid checked_grid(const NoiseSchedule& schedule, const SamplerOptions& options,
+                          const torch::Tensor& x, const char* what) {
+  validate_sampler_options(options, schedule.timesteps());
+  if (!x.defined() || x.dim() < 1 || x.size(0) < 1) {
+    throw Error(ErrorKind::runtime, std::string("run_sampler: ") + what +
+                                        " must be a non-empty batch [B, ...]");
+  }
+  return timestep_grid(schedule.table(), options.kind, options.steps, options.spacing);
 }
 
-torch::Tensor sample_images(const EpsilonPredictor& model, const NoiseSchedule& schedule,
-                            const SamplerOptions& options, int64_t first_index, int64_t count,
-                            std::vector<int64_t> image_shape, uint64_t seed, torch::Device device,
-                            const SamplerCallback& callback, const torch::Tensor& x_T) {
-  if (image_shape.size() != 3 || image_shape[0] < 1 || image_shape[1] < 1 || image_shape[2] < 1) {
-    throw Error(ErrorKind::runtime, "sample_images: image_shape must be [C, H, W], all >= 1");
+}  // namespace
+
+torch::Tensor run_sampler(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                          const SamplerOptions& options, torch::Tensor x_T,
+                          const std::function<torch::Tensor(int step)>& noise_for_step,
+                          const SamplerCallback& callback) {
+  const TimestepGrid grid = checked_grid(schedule, options, x_T, "x_T");
+  return run_chain(model, grid, options, 0, std::move(x_T), noise_for_step, callback);
+}
+
+torch::Tensor run_sampler_from(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                               const SamplerOptions& options, int first_step,
+                               const torch::Tensor& x0, const torch::Tensor& noise,
+                               const std::function<torch::Tensor(int step)>& noise_for_step,
+                               const SamplerCallback& callback) {
+  const TimestepGrid grid = checked_grid(schedule, options, x0, "x0");
+  if (first_step < 0 || first_step >= grid.steps()) {
+    throw Error(ErrorKind::runtime, "run_sampler_from: first_step " + std::to_string(first_step) +
+                                        " is outside the grid's " +
+                                        std::to_string(grid.steps()) + " steps");
   }
-  if (first_index < 0 || count < 1) {
-    throw Error(ErrorKind::runtime, "sample_images: needs first_index >= 0 and count >= 1, got " +
-                                        std::to_string(first_index) + " and " +
-                                        std::to_string(count));
+  const double ab = grid.alpha_bar[first_step];
+  torch::Tensor x = x0.to(noise.scalar_type()) * std::sqrt(ab) + noise * std::sqrt(1.0 - ab);
+  return run_chain(model, grid, options, first_step, std::move(x), noise_for_step, callback);
+}
+
+int first_step_for_strength(int steps, double strength) {
+  std::ostringstream shown;
+  shown << strength;
+  if (!(strength > 0.0 && strength <= 1.0)) {
+    throw Error(ErrorKind::usage, "--strength must be in (0, 1] (the fraction of the chain run "
+                                  "from the noised input), got " + shown.str());
   }
-  std::vector<at::Generator> generators;
-  generators.reserve(count);
-  for (int64_t k = 0; k < count; ++k) {
-    generators.push_back(at::detail::createCPUGenerator(image_seed(seed, first_index + k)));
+  const int run = static_cast<int>(std::floor(strength * steps));
+  if (run < 1) {
+    throw Error(ErrorKind::usage,
+                "--strength " + shown.str() + " of " + std::to_string(steps) +
+                    " steps runs no step (the last floor(strength x steps) run); raise "
+                    "--strength or --steps");
   }
-  const auto cpu_float = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCPU);
-  const auto draw = [&] {
-    std::vector<torch::Tensor> images;
-    images.reserve(count);
-    for (at::Generator& generator : generators) {
-      images.push_back(torch::randn(image_shape, generator, cpu_float));
-    }
-    const torch::Tensor batch = torch::stack(images);
-    // From pinned memory the copy runs asynchronously instead of waiting for the GPU's queue.
-    return device.is_cuda() ? batch.pin_memory().to(device, /*non_blocking=*/true)
-                            : batch.to(device);
-  };
-  torch::Tensor start = draw();  // drawn even when given: the steps' z come after it
-  if (x_T.defined()) {
-    std::vector<int64_t> expected = {count};
-    expected.insert(expected.end(), image_shape.begin(), image_shape.end());
-    if (x_T.sizes() != c10::IntArrayRef(expected)) {
-      throw Error(ErrorKind::runtime, "sample_images: the given x_T must have shape " +
-                                          c10::str(c10::IntArrayRef(expected)) + ", got " +
-                                          c10::str(x_T.sizes()));
-    }
-    start = x_T.to(device, torch::kFloat32);
-  }
-  return run_sampler(model, schedule, options, std::move(start),
-                     [&](int) { return draw(); }, callback);
+  return steps - run;
+}
+
+uint64_t image_seed(uint64_t seed, int64_t index) {
+  return splitmix64(splitmix64(seed) + static_cast<uint64_t>(index));
 }
 
 }  // namespace ddpm

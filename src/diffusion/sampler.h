@@ -6,6 +6,7 @@
 //   - ddim: DDIM (Song et al. 2020, eq. 12), deterministic for eta = 0;
 //   - euler, euler_ancestral, heun: the sigma-space samplers of Karras et al. 2022;
 //   - dpmpp_2m, dpmpp_2m_sde: DPM-Solver++(2M) and its SDE variant (Lu et al. 2022b).
+// image_chains.h runs it per image (each image's generator, where its chain starts).
 // sampler_kind.h lists each with its order and cost. Timesteps are 0-based (see schedule.h):
 // the model is always called with timesteps of the original T-step schedule (fractional ones
 // for some sigma-space spacings). All per-step coefficients are computed in float64.
@@ -46,6 +47,12 @@ SamplerOptions sampler_options(const SampleConfig& sample, const DiffusionConfig
 // sampler (karras: sigma-space ones). run_sampler() calls it.
 void validate_sampler_options(const SamplerOptions& options, int64_t timesteps);
 
+// eps_theta at point `point` of `grid`: one call of `model` at the point's timestep (float32
+// when the grid is fractional, else int64), its output converted from `prediction` to eps at
+// the point's alpha_bar.
+torch::Tensor grid_eps(const EpsilonPredictor& model, const TimestepGrid& grid,
+                       Prediction prediction, const torch::Tensor& x, int point);
+
 // Called after each reverse step with (step, total, the new x, the predicted x0 (clipped when
 // clip_denoised)); step counts 0 .. total-1 in the order the chain runs, so step total-1 gives
 // the final image.
@@ -64,20 +71,23 @@ torch::Tensor run_sampler(const EpsilonPredictor& model, const NoiseSchedule& sc
                           const std::function<torch::Tensor(int step)>& noise_for_step,
                           const SamplerCallback& callback = {});
 
+// Image-to-image (SDEdit, Meng et al. 2022): the chain of `options` run from its grid point
+// `first_step` on, starting from x0 ([B, C, H, W], in [-1, 1]) noised to that point,
+// x = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) noise. Steps count from first_step, as in
+// run_sampler; the callback sees them as 0 .. steps - first_step - 1.
+torch::Tensor run_sampler_from(const EpsilonPredictor& model, const NoiseSchedule& schedule,
+                               const SamplerOptions& options, int first_step,
+                               const torch::Tensor& x0, const torch::Tensor& noise,
+                               const std::function<torch::Tensor(int step)>& noise_for_step,
+                               const SamplerCallback& callback = {});
+
+// The first grid point of a chain of `steps` steps run at `strength` (0 < strength <= 1): the
+// last floor(strength x steps) steps run, as in diffusers' image-to-image pipelines, so
+// steps 50 at strength 0.4 runs 20. Throws ddpm::Error (usage, naming --strength) for a strength
+// outside (0, 1] or one that runs no step.
+int first_step_for_strength(int steps, double strength);
+
 // The seed of image `index` of a run seeded with `seed`: splitmix64(splitmix64(seed) + index).
 uint64_t image_seed(uint64_t seed, int64_t index);
-
-// Samples images first_index .. first_index + count - 1 ([count, C, H, W] float32 on `device`)
-// so that image k is the same whatever batch it is generated in: its x_T and then every step's
-// z are drawn, in that order, from its own CPU generator seeded with image_seed(seed, k), then
-// moved to `device`. Bit-identical across batch splits as long as the model's output for one image
-// does not depend on its batch (convolution kernels chosen by batch size may change last bits).
-// A given `x_T` ([count, C, H, W], float32) replaces the drawn x_T; every step's z is still drawn
-// as above, so passing the x_T the generators would draw changes nothing.
-torch::Tensor sample_images(const EpsilonPredictor& model, const NoiseSchedule& schedule,
-                            const SamplerOptions& options, int64_t first_index, int64_t count,
-                            std::vector<int64_t> image_shape, uint64_t seed, torch::Device device,
-                            const SamplerCallback& callback = {},
-                            const torch::Tensor& x_T = {});
 
 }  // namespace ddpm
