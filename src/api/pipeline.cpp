@@ -140,6 +140,7 @@ SamplePlan Pipeline::plan(const SampleRequest& request) const {
   plan.image_classes = resolved.classes.labels;
   plan.classes = resolved.classes.classes;
   plan.mode = request_mode(resolved.inputs);
+  if (plan.mode == "inpaint") plan.spacing = "leading";  // RePaint's list: multiples of T / steps
   plan.strength = resolved.inputs.strength;
   if (resolved.inputs.mask.defined()) {
     plan.jump_length = resolved.settings.repaint.jump_length;

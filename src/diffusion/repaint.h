@@ -46,8 +46,8 @@ int repaint_evaluations(int64_t timesteps, int steps, int jump_length, int jump_
 // options.kind must be ddpm or ddim (the samplers that step between schedule timesteps; throws
 // ddpm::Error (config) naming sample.sampler otherwise); options.spacing is not used (the list is
 // RePaint's). `noise_for_step(k)` gives the k-th fresh standard-normal draw, shaped like x,
-// called in order: per downward step one for the known part and, when the step adds noise, one
-// for the unknown part; per upward jump one. `callback` sees every downward step, counted
+// called in order: per downward step one for the unknown part when the step adds noise, then
+// one for the known part (none at the last step); per upward jump one. `callback` sees every downward step, counted
 // 0 .. repaint_evaluations() - 1. The last step's known pixels are `known` itself.
 torch::Tensor run_repaint(const EpsilonPredictor& model, const NoiseSchedule& schedule,
                           const SamplerOptions& options, const RepaintOptions& repaint,
