@@ -65,12 +65,7 @@ SampleInputs request_inputs(const SampleRequest& request, const SampleSettings& 
                                   "- 1); Pipeline::read_inputs makes them from files");
   }
   if (masks) {
-    const SamplerKind kind = settings.solver.kind;
-    if (kind != SamplerKind::ddpm && kind != SamplerKind::ddim) {
-      throw config_error("sample.sampler",
-                         "inpainting (--mask) runs RePaint, whose steps are ddpm's or ddim's; " +
-                             choice_name(kind) + " cannot take them: use --sampler ddpm or ddim");
-    }
+    require_repaint_sampler(settings.solver.kind);
     inputs.mask = mask_rows(request.masks, shape, num_images);
   } else {
     inputs.strength = *request.strength;

@@ -3,7 +3,6 @@
 // ddpm::Pipeline (ddpm.h): read_inputs, invert, generate.
 #include <cmath>
 #include <cstdio>
-#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -66,8 +65,16 @@ void refuse_existing(const fs::path& file, bool overwrite) {
                                       "' exists; pass --overwrite to replace it, or choose "
                                       "another path");
   }
-  const fs::path folder = file.parent_path();
-  if (!folder.empty()) fs::create_directories(folder, error);
+}
+
+// The folder of an output file, made once every check has passed.
+void make_folder_of(const fs::path& file) {
+  std::error_code error;
+  if (!file.parent_path().empty()) fs::create_directories(file.parent_path(), error);
+  if (error) {
+    throw Error(ErrorKind::runtime,
+                "cannot create '" + file.parent_path().string() + "': " + error.message());
+  }
 }
 
 Pipeline load_pipeline(const cxxopts::ParseResult& arguments) {
@@ -104,37 +111,52 @@ torch::Tensor invert_files(const Pipeline& pipeline, const std::vector<std::stri
        pipeline.width()});
 }
 
-// An end of the interpolation given as a row of a noise file, "FILE.pt:ROW" (row 0 without
-// ":ROW"): x_T as `ddpm invert` writes it. Empty when `end` names an image instead.
-std::optional<torch::Tensor> noise_row(const std::string& end, const Pipeline& pipeline,
-                                       const std::string& flag) {
-  const auto colon = end.rfind(':');
-  const bool has_row = colon != std::string::npos && end.substr(0, colon).ends_with(".pt");
-  const std::string file = has_row ? end.substr(0, colon) : end;
-  if (!file.ends_with(".pt")) return std::nullopt;
+// An end of the interpolation: an image file, or row `row` of a noise file of ddpm invert,
+// given as FILE.pt:ROW (row 0 without ":ROW"). Checked before anything is loaded or written.
+struct End {
+  std::string file;
+  bool noise = false;
   int64_t row = 0;
-  if (has_row) {
+};
+
+End parse_end(const std::string& text, const std::string& flag) {
+  End end{text};
+  const auto colon = text.rfind(':');
+  if (colon != std::string::npos && text.substr(0, colon).ends_with(".pt")) {
+    end.file = text.substr(0, colon);
     try {
-      row = std::stoll(end.substr(colon + 1));
+      end.row = std::stoll(text.substr(colon + 1));
     } catch (const std::exception&) {
-      throw Error(ErrorKind::usage, flag + " '" + end + "': expected FILE.pt:ROW with a row number");
+      throw Error(ErrorKind::usage, flag + " '" + text + "': expected FILE.pt:ROW with a row number");
     }
   }
-  const c10::IValue value = read_pickle_file(file, flag + " noise file '" + file + "'");
+  end.noise = end.file.ends_with(".pt");
+  if (!end.noise) {
+    end.file = image_files(end.file, flag).front();
+  } else if (!fs::exists(end.file)) {
+    throw Error(ErrorKind::usage, flag + " '" + end.file + "' does not exist");
+  }
+  return end;
+}
+
+// The x_T of a noise-file end: its row, checked against the model's image shape.
+torch::Tensor noise_row(const End& end, const Pipeline& pipeline, const std::string& flag) {
+  const c10::IValue value = read_pickle_file(end.file, flag + " noise file '" + end.file + "'");
   const std::vector<int64_t> shape = {pipeline.channels(), pipeline.height(), pipeline.width()};
   if (!value.isTensor() || value.toTensor().dim() != 4 ||
       value.toTensor().sizes().slice(1) != c10::IntArrayRef(shape)) {
-    throw Error(ErrorKind::usage, flag + " '" + file + "' does not hold x_T of this model's " +
+    throw Error(ErrorKind::usage, flag + " '" + end.file + "' does not hold x_T of this model's " +
                                       "images, a tensor [N, " + std::to_string(shape[0]) + ", " +
                                       std::to_string(shape[1]) + ", " + std::to_string(shape[2]) +
                                       "] (as ddpm invert writes)");
   }
   const torch::Tensor noise = value.toTensor();
-  if (row < 0 || row >= noise.size(0)) {
-    throw Error(ErrorKind::usage, flag + " '" + end + "': the file has rows 0 to " +
-                                      std::to_string(noise.size(0) - 1));
+  if (end.row < 0 || end.row >= noise.size(0)) {
+    throw Error(ErrorKind::usage, flag + " '" + end.file + "': the file has rows 0 to " +
+                                      std::to_string(noise.size(0) - 1) + ", not " +
+                                      std::to_string(end.row));
   }
-  return noise[row].to(torch::kFloat32);
+  return noise[end.row].to(torch::kFloat32);
 }
 
 // Spherical interpolation between a and b (flattened), at fraction t.
@@ -175,6 +197,7 @@ int run_invert(int argc, char** argv) {
   refuse_existing(out, arguments.count("overwrite") > 0);
   const Pipeline pipeline = load_pipeline(arguments);
   const torch::Tensor x_T = invert_files(pipeline, files, arguments);
+  make_folder_of(out);
   write_pickle_file(out, c10::IValue(x_T));
   for (size_t k = 0; k < files.size(); ++k) log::info("row " + std::to_string(k) + ": " + files[k]);
   log::info("wrote x_T of " + std::to_string(files.size()) + " images to " + out.string() +
@@ -208,19 +231,8 @@ int run_interpolate(int argc, char** argv) {
   }
   const int frames = arguments["frames"].as<int>();
   if (frames < 2) throw Error(ErrorKind::usage, "--frames must be >= 2 (both ends included)");
-  const std::vector<std::string> ends = {arguments["from"].as<std::string>(),
-                                         arguments["to"].as<std::string>()};
-  for (size_t k = 0; k < 2; ++k) {  // checked before anything is written
-    const std::string flag = k == 0 ? "--from" : "--to";
-    const std::string file = ends[k].substr(0, ends[k].rfind(".pt:") == std::string::npos
-                                                   ? ends[k].size()
-                                                   : ends[k].rfind(".pt:") + 3);
-    if (file.ends_with(".pt")) {
-      if (!fs::exists(file)) throw Error(ErrorKind::usage, flag + " '" + file + "' does not exist");
-    } else {
-      image_files(file, flag);
-    }
-  }
+  const std::vector<End> ends = {parse_end(arguments["from"].as<std::string>(), "--from"),
+                                 parse_end(arguments["to"].as<std::string>(), "--to")};
   const fs::path out = arguments["out"].as<std::string>();
   const bool overwrite = arguments.count("overwrite") > 0;
   std::vector<fs::path> files;
@@ -234,12 +246,14 @@ int run_interpolate(int argc, char** argv) {
   const Pipeline pipeline = load_pipeline(arguments);
   std::vector<torch::Tensor> ends_x_T;
   for (size_t k = 0; k < 2; ++k) {
-    const std::string flag = k == 0 ? "--from" : "--to";
-    std::optional<torch::Tensor> row = noise_row(ends[k], pipeline, flag);
-    ends_x_T.push_back(row ? *row
-                           : invert_files(pipeline, {image_files(ends[k], flag).front()},
-                                          arguments)[0]);
+    const End& end = ends[k];
+    ends_x_T.push_back(end.noise ? noise_row(end, pipeline, k == 0 ? "--from" : "--to")
+                                 : invert_files(pipeline, {end.file}, arguments)[0]);
   }
+  const std::string from = ends[0].noise ? ends[0].file + ":" + std::to_string(ends[0].row)
+                                         : ends[0].file;
+  const std::string to = ends[1].noise ? ends[1].file + ":" + std::to_string(ends[1].row)
+                                       : ends[1].file;
   std::vector<float> path;
   for (int k = 0; k < frames; ++k) {
     const torch::Tensor frame =
@@ -249,17 +263,18 @@ int run_interpolate(int argc, char** argv) {
   SampleRequest request = chain_request(arguments, frames);
   request.initial_noise = std::move(path);
   const torch::Tensor images = pipeline.generate_tensor(request);
+  for (const fs::path& file : files) make_folder_of(file);
   for (int k = 0; k < frames; ++k) {
     write_png(files[k], tensor_to_image(images[k]),
               {{"checkpoint", pipeline.source_path()},
-               {"from", ends[0]},
-               {"to", ends[1]},
+               {"from", from},
+               {"to", to},
                {"fraction", nlohmann::json(double(k) / (frames - 1)).dump()},
                {"sampler", "ddim"},
                {"steps", std::to_string(arguments["steps"].as<int>())}});
   }
   if (arguments.count("grid")) write_png(files.back(), make_grid(images, frames), {});
-  log::info("wrote " + std::to_string(frames) + " frames from " + ends[0] + " to " + ends[1] +
+  log::info("wrote " + std::to_string(frames) + " frames from " + from + " to " + to +
             " to " + out.string());
   return 0;
 }

@@ -20,6 +20,14 @@ void require_positive(int value, const char* key) {
 
 }  // namespace
 
+void require_repaint_sampler(SamplerKind kind) {
+  if (kind != SamplerKind::ddpm && kind != SamplerKind::ddim) {
+    throw config_error("sample.sampler",
+                       "inpainting (--mask) runs RePaint, whose steps are ddpm's or ddim's; " +
+                           choice_name(kind) + " cannot take them: use --sampler ddpm or ddim");
+  }
+}
+
 std::vector<int64_t> repaint_timesteps(int64_t timesteps, int steps, int jump_length,
                                        int jump_n_sample) {
   require_positive(steps, "sample.steps");
@@ -60,12 +68,7 @@ torch::Tensor run_repaint(const EpsilonPredictor& model, const NoiseSchedule& sc
                           torch::Tensor x_T, const torch::Tensor& known, const torch::Tensor& mask,
                           const std::function<torch::Tensor(int draw)>& noise_for_step,
                           const SamplerCallback& callback) {
-  if (options.kind != SamplerKind::ddpm && options.kind != SamplerKind::ddim) {
-    throw config_error("sample.sampler",
-                       "inpainting (--mask) runs RePaint, whose steps are ddpm's or ddim's; " +
-                           choice_name(options.kind) + " cannot take them: use --sampler ddpm "
-                           "or ddim");
-  }
+  require_repaint_sampler(options.kind);
   validate_sampler_options({options.kind, 1, options.eta, options.variance, Spacing::uniform,
                             options.clip_denoised, options.prediction},
                            schedule.timesteps());

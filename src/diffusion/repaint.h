@@ -38,6 +38,10 @@ struct RepaintOptions {
 std::vector<int64_t> repaint_timesteps(int64_t timesteps, int steps, int jump_length,
                                        int jump_n_sample);
 
+// Throws ddpm::Error (config, naming sample.sampler) unless `kind` is ddpm or ddim, the samplers
+// whose steps RePaint takes.
+void require_repaint_sampler(SamplerKind kind);
+
 // The network evaluations of a RePaint chain: its downward steps.
 int repaint_evaluations(int64_t timesteps, int steps, int jump_length, int jump_n_sample);
 
