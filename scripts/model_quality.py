@@ -127,6 +127,7 @@ def main():
     parser.add_argument("--sampler")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--spacing")
+    parser.add_argument("--variance", help="sample.variance of the ddpm sampler")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--real", default=str(ROOT / "data/fashion-mnist/test"),
                         help="real images in class subfolders (default: the test split)")
@@ -173,6 +174,8 @@ def main():
             for option in ("sampler", "steps", "spacing"):
                 if getattr(args, option) is not None:
                     command += [f"--{option}", getattr(args, option)]
+            if args.variance is not None:
+                command += ["--set", f"sample.variance={args.variance}"]
             run(command, args.out / "sample.log")
         summary["samples"] = summarise(read_folder(folder), args.ddpm, folder, args, args.out,
                                        "samples", classifier, means)

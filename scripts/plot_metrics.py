@@ -71,7 +71,8 @@ def main():
               ("grad_norm", "gradient norm (before clipping)", True),
               ("ema_decay", "EMA decay", False)]
     panels = [p for p in panels if series(train, p[0])[0]]
-    rows = len(panels) + (1 if evaluations else 0)
+    with_nll = bool(series(evaluations, "bits_per_dim")[0])
+    rows = len(panels) + (1 if evaluations else 0) + (1 if with_nll else 0)
     figure, axes = plt.subplots(rows, 1, figsize=(7, 2.2 * rows), sharex=True, squeeze=False)
     axes = axes[:, 0]
     for axis, (key, label, log_scale) in zip(axes, panels):
@@ -82,11 +83,18 @@ def main():
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
     if evaluations:
-        axis = axes[-1]
+        axis = axes[len(panels)]
         steps, values = series(evaluations, "fid")
         samples = evaluations[-1].get("eval_samples", "?")
         axis.plot(steps, values, marker="o", linewidth=1)
         axis.set_ylabel(f"FID ({samples} samples)")
+        axis.grid(alpha=0.3)
+    if with_nll:
+        axis = axes[-1]
+        steps, values = series(evaluations, "bits_per_dim")
+        images = evaluations[-1].get("nll_images", "?")
+        axis.plot(steps, values, marker="o", linewidth=1, color="tab:green")
+        axis.set_ylabel(f"bits/dim ({images} images)")
         axis.grid(alpha=0.3)
     axes[-1].set_xlabel("step")
     figure.suptitle(os.path.basename(os.path.dirname(os.path.abspath(path))) or path)

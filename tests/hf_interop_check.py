@@ -26,6 +26,10 @@ absolute); deterministic DDIM (eta 0) from the same x_T (`ddpm sample --noise`) 
 DDIMScheduler runs with use_clipped_model_output=True, which is what ddpm's DDIM does with a
 clipped x0 (guided-diffusion's ddim_sample).
 
+An improved-DDPM pipeline (out_channels twice in_channels, DDPMScheduler with variance_type
+learned_range): the same outputs, and `ddpm sample --sampler ddpm` gives diffusers' DDPMScheduler
+loop's 8-bit images from the same x_T and noise (at most 1/255 apart).
+
 Then: import -> export -> diffusers loads the folder with no missing or unexpected keys and gives
 the same epsilon, and DDPMPipeline runs it; -> import again -> identical weights. The same for a
 run that `ddpm train` wrote. `ddpm train --init-from` starts from a diffusers folder's weights,
@@ -46,6 +50,7 @@ import torch
 try:
     import diffusers
     from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers.schedulers import scheduling_ddpm
     from PIL import Image
 except ImportError:
     sys.exit("diffusers is not installed in this Python: run `pip install diffusers` "
@@ -187,6 +192,54 @@ class Checker:
               f"max pixel difference {difference}/255, {np.mean(ours != theirs) * 100:.3f}% of "
               f"pixels differ")
         assert difference <= PIXEL_TOLERANCE, f"{name}: DDIM images differ by {difference}/255"
+
+    def check_ddpm_learned(self, name, source, model, scheduler_config, steps, images=2, seed=7):
+        """Ancestral sampling with learned variances: `ddpm sample --sampler ddpm` against
+        DDPMScheduler(variance_type="learned_range") on the same weights, with our x_T and our
+        noise (image k's generator is seeded with splitmix64(splitmix64(seed) + k) and draws x_T,
+        then each step's z), as 8-bit images."""
+        config = model.config
+        size = config.sample_size
+        shape = (config.in_channels, size, size)
+        out = self.workdir / f"{name}_ddpm"
+        self.ddpm_run("sample", "--checkpoint", source, "--out", out, "--num", images, "--batch",
+                      images, "--sampler", "ddpm", "--steps", steps, "--seed", seed,
+                      "--device", "cpu")
+        ours = np.stack([np.asarray(Image.open(out / f"sample_{k:05d}.png")).astype(np.int32)
+                         for k in range(images)])
+        if ours.ndim == 3:
+            ours = ours[..., None]
+        mask = (1 << 64) - 1
+
+        def splitmix64(value):
+            value = (value + 0x9E3779B97F4A7C15) & mask
+            value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & mask
+            return value ^ (value >> 31)
+
+        generators = [torch.Generator().manual_seed(splitmix64((splitmix64(seed) + k) & mask))
+                      for k in range(images)]
+        draw = lambda: torch.stack([torch.randn(shape, generator=g) for g in generators])
+        x = draw()
+        scheduler = DDPMScheduler.from_config(scheduler_config)
+        assert scheduler.config.variance_type == "learned_range"
+        scheduler.set_timesteps(steps)
+        original = scheduling_ddpm.randn_tensor
+        scheduling_ddpm.randn_tensor = lambda shape, **kw: draw()
+        try:
+            with torch.no_grad():
+                for timestep in scheduler.timesteps:
+                    output = model(x, timestep).sample
+                    assert output.shape[1] == 2 * x.shape[1]
+                    x = scheduler.step(output, timestep, x).prev_sample
+        finally:
+            scheduling_ddpm.randn_tensor = original
+        theirs = ((x / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.int32)
+        theirs = theirs.permute(0, 2, 3, 1).numpy()
+        difference = np.abs(ours - theirs).max()
+        print(f"{name}: DDPM {steps} steps with learned variances, max pixel difference "
+              f"{difference}/255, {np.mean(ours != theirs) * 100:.3f}% of pixels differ")
+        assert difference <= PIXEL_TOLERANCE, f"{name}: DDPM images differ by {difference}/255"
 
     def check_export_round_trip(self, name, source, reference_model=None):
         """source -> import (if a folder) -> export -> diffusers -> import: same weights."""
@@ -421,6 +474,24 @@ def main():
                      steps=5)
     check.check_export_round_trip("unconditional_pipeline", pipeline_folder, unconditional)
     check.check_init_from(pipeline_folder, unconditional)
+
+    # An improved-DDPM model: out_channels twice in_channels (the variance output) with
+    # DDPMScheduler(variance_type="learned_range"), saved by DDPMPipeline.
+    learned = random_unet({
+        "sample_size": 16, "in_channels": 1, "out_channels": 2, "layers_per_block": 1,
+        "block_out_channels": [16, 32], "norm_num_groups": 8,
+        "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]}, seed=5)
+    learned_folder = work / "learned_variance_pipeline"
+    DDPMPipeline(unet=learned, scheduler=DDPMScheduler(num_train_timesteps=1000,
+                                                       variance_type="learned_range")
+                 ).save_pretrained(learned_folder)
+    learned_scheduler = json.loads((learned_folder / "scheduler" /
+                                    "scheduler_config.json").read_text())
+    check.check_eps("learned_variance_pipeline", learned_folder, learned)
+    check.check_ddpm_learned("learned_variance_pipeline", learned_folder, learned,
+                             learned_scheduler, steps=20)
+    check.check_export_round_trip("learned_variance_pipeline", learned_folder, learned)
 
     # A class-conditional UNet2DModel (num_class_embeds, class_labels), of diffusers' making.
     conditional = random_unet({

@@ -44,10 +44,18 @@ def main():
         assert kept.returncode != 0 and "--overwrite" in kept.stderr, kept.stderr
         assert run(run_dir, "--overwrite").returncode == 0
 
+        # An evaluation with bits/dim (train.eval_nll_images) adds a sixth panel.
+        with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps({"step": 110, "fid": 0.8, "eval_samples": 64,
+                                "bits_per_dim": 3.9, "bits_per_dim_se": 0.1,
+                                "nll_images": 16}) + "\n")
+        assert run(run_dir, "--overwrite").returncode == 0
+        assert png_size(out) == (700, 1320), png_size(out)
+
         with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
             f.write("{not json\n")
         broken = run(run_dir, "--out", os.path.join(run_dir, "other.png"))
-        assert broken.returncode != 0 and "metrics.jsonl:13" in broken.stderr, broken.stderr
+        assert broken.returncode != 0 and "metrics.jsonl:14" in broken.stderr, broken.stderr
         assert not os.path.exists(os.path.join(run_dir, "other.png"))
 
         missing = run(os.path.join(run_dir, "nothing"))

@@ -5,7 +5,8 @@ For each case, tests/tools/sample_oracle runs our sampler with a closed-form Gau
 eps(x, t) and saves x_T, the noise it drew, the timestep of every model call and the final x_0.
 This script writes the same oracle in torch, replays the chain with diffusers' scheduler
 (DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
-HeunDiscreteScheduler, DPMSolverMultistepScheduler) from the same x_T and with the same noise,
+HeunDiscreteScheduler, DPMSolverMultistepScheduler) from the same x_T and with the same noise
+(DDPM also with learned variances, variance_type learned_range),
 and checks
   - that diffusers calls the model at exactly our timesteps (their spacing conventions; for the
     fractional karras timesteps of euler and heun within 0.01: diffusers derives them from its
@@ -49,6 +50,13 @@ def oracle_eps(x, t, sigmas):
     return ((x64 - math.sqrt(ab) * mu) * math.sqrt(1 - ab) / (ab * s * s + (1 - ab))).to(torch.float32)
 
 
+def oracle_variance(like):
+    """The learned-variance oracle's v of sample_oracle.cpp: the same at every t."""
+    p = torch.arange(PIXELS, dtype=torch.float64)
+    v = (-0.9 + 1.8 * torch.remainder(3 * p, PIXELS) / (PIXELS - 1)).view(1, 1, 4, 4)
+    return v.to(torch.float32).expand_as(like)
+
+
 class NoiseFeed:
     """Hands diffusers our noise, step by step; zeros where our chain drew none (the last step,
     whose noise term is multiplied by zero)."""
@@ -74,8 +82,9 @@ def scheduler_for(case, T):
         return diffusers.DDIMScheduler(**common, clip_sample=case["clip"], set_alpha_to_one=True,
                                        steps_offset=0, **spacing_kw)
     if sampler == "ddpm":
+        variance = "learned_range" if case["variance"] == "learned" else case["variance"]
         return diffusers.DDPMScheduler(**common, clip_sample=case["clip"],
-                                       variance_type=case["variance"], **spacing_kw)
+                                       variance_type=variance, **spacing_kw)
     if sampler == "euler":
         return diffusers.EulerDiscreteScheduler(**common, use_karras_sigmas=karras, **spacing_kw)
     if sampler == "euler_ancestral":
@@ -118,6 +127,8 @@ def replay(case, ours, T):
             model_input = scheduler.scale_model_input(x, t)
             calls.append(float(t))
             eps = oracle_eps(model_input, t, sigmas_table)
+            if case.get("variance") == "learned":
+                eps = torch.cat([eps, oracle_variance(eps)], 1)
             if sampler == "ddim":
                 kw = dict(eta=case["eta"], use_clipped_model_output=True)
                 if case["eta"] > 0:
@@ -145,6 +156,9 @@ CASES = [
     dict(sampler="ddim", steps=20, spacing="trailing", clip=True, eta=1.0),
     dict(sampler="ddpm", steps=50, spacing="leading", clip=True, variance="fixed_large"),
     dict(sampler="ddpm", steps=50, spacing="trailing", clip=False, variance="fixed_small"),
+    # Learned variances (diffusers' learned_range): every step, and respaced.
+    dict(sampler="ddpm", steps=1000, spacing="leading", clip=True, variance="learned"),
+    dict(sampler="ddpm", steps=50, spacing="leading", clip=False, variance="learned"),
 ]
 for spacing in ("linspace", "leading", "trailing", "karras"):
     CASES.append(dict(sampler="euler", steps=15, spacing=spacing, clip=False))

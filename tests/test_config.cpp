@@ -71,6 +71,38 @@ TEST(Config, PaperRecipesHoldThePaperValues) {
   EXPECT_EQ(celeba.train.batch_size, 64);
 }
 
+TEST(Config, LearnedVariancesAndTheirObjectives) {
+  // A learned-variance model samples with its variances unless its sample section says not.
+  const Config learned = config_from_json(nlohmann::json::parse(
+      R"({"model": {"learn_variance": true}, "train": {"loss": "hybrid"}})"));
+  EXPECT_EQ(learned.sample.variance, Variance::learned);
+  EXPECT_EQ(learned.train.loss, LossKind::hybrid);
+  EXPECT_DOUBLE_EQ(learned.train.vlb_weight, 0.001);
+  const Config named = config_from_json(nlohmann::json::parse(
+      R"({"model": {"learn_variance": true}, "train": {"loss": "vlb"},
+          "sample": {"variance": "fixed_small"}})"));
+  EXPECT_EQ(named.sample.variance, Variance::fixed_small);
+  EXPECT_EQ(config_from_json(config_to_json(learned)), learned);
+  // The combinations that cannot train, each naming the key to change.
+  const std::string hybrid_fixed = error_of(R"({"train": {"loss": "hybrid"}})");
+  EXPECT_CONTAINS(hybrid_fixed, "train.loss");
+  EXPECT_CONTAINS(hybrid_fixed, "model.learn_variance");
+  EXPECT_CONTAINS(error_of(R"({"model": {"learn_variance": true}})"),
+                  "simple trains no variances");
+  const std::string vlb_snr =
+      error_of(R"({"train": {"loss": "vlb", "loss_weighting": "min_snr"}})");
+  EXPECT_CONTAINS(vlb_snr, "train.loss_weighting");
+  EXPECT_CONTAINS(vlb_snr, "train.loss vlb");
+  EXPECT_CONTAINS(error_of(R"({"sample": {"variance": "learned"}})"),
+                  "'sample.variance': learned needs a model that predicts its variances");
+  EXPECT_CONTAINS(error_of(R"({"train": {"vlb_weight": 0}})"), "train.vlb_weight");
+  EXPECT_CONTAINS(error_of(R"({"train": {"timestep_sampling": "importance"}})"), "loss_aware");
+  EXPECT_CONTAINS(error_of(R"({"train": {"eval_nll_images": -1}})"), "train.eval_nll_images");
+  // L_vlb with fixed variances (the DDPM paper's true bound) is allowed.
+  EXPECT_EQ(config_from_json(nlohmann::json::parse(R"({"train": {"loss": "vlb"}})")).train.loss,
+            LossKind::vlb);
+}
+
 TEST(Config, NonSquareImageSizeRoundTrips) {
   const Config config = config_from_json(json::parse(R"({"data": {"image_size": [32, 64]}})"));
   EXPECT_EQ(config.data.height, 32);

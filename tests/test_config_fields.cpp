@@ -41,9 +41,14 @@ TEST(ConfigChoices, EveryEnumValueHasTheNameTheDocsGiveIt) {
       {{Prediction::eps, "eps"}, {Prediction::x0, "x0"}, {Prediction::v, "v"}});
   expect_names<LossWeighting>(
       {{LossWeighting::none, "none"}, {LossWeighting::min_snr, "min_snr"}});
+  expect_names<LossKind>(
+      {{LossKind::simple, "simple"}, {LossKind::hybrid, "hybrid"}, {LossKind::vlb, "vlb"}});
+  expect_names<TimestepSampling>({{TimestepSampling::uniform, "uniform"},
+                                  {TimestepSampling::loss_aware, "loss_aware"}});
   expect_names<OnNonfinite>({{OnNonfinite::stop, "stop"}, {OnNonfinite::skip, "skip"}});
-  expect_names<Variance>(
-      {{Variance::fixed_large, "fixed_large"}, {Variance::fixed_small, "fixed_small"}});
+  expect_names<Variance>({{Variance::fixed_large, "fixed_large"},
+                          {Variance::fixed_small, "fixed_small"},
+                          {Variance::learned, "learned"}});
   expect_names<Spacing>({{Spacing::uniform, "uniform"},
                          {Spacing::quadratic, "quadratic"},
                          {Spacing::leading, "leading"},
@@ -77,12 +82,13 @@ Config every_field_changed() {
   Config c;
   c.data = {"/data", 16, 24, 1, true, 3, 100, 1000, 4096, LabelSource::folders, {"a", "b"}};
   c.model = {64, {1, 2}, 1, {8}, 2, 0, 0.2, 16, 1e-5, TimeEmbeddingOrder::cos_sin, 0.5,
-             DownsamplePadding::symmetric, 2};
+             DownsamplePadding::symmetric, 2, true};
   c.diffusion = {10, Schedule::custom, 2e-4, 0.03, 0.01, 0.9,
                  {0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2}, Prediction::v};
   c.train = {32, 7, 1e-3, 0.8, 0.99, 1e-6, 0.01, 3, 0.5, 0.99, false, 0.5,
-             LossWeighting::min_snr, 4.0, 2, 9, 2, 3, 4, 5, "cpu", Precision::bf16, 1024.0,
-             3.0, 0.25, 10, 2.0, OnNonfinite::skip, 60, 6, 8, "/real", "/net.pt", 0.2};
+             LossWeighting::min_snr, 4.0, LossKind::hybrid, 0.01, TimestepSampling::loss_aware,
+             2, 9, 2, 3, 4, 5, "cpu", Precision::bf16, 1024.0, 3.0, 0.25, 10, 2.0,
+             OnNonfinite::skip, 60, 6, 8, "/real", "/net.pt", 12, 0.2};
   c.sample = {SamplerKind::ddim, 5, 0.5, Variance::fixed_small, Spacing::trailing, false, 9, 3,
               11, 2.5, Precision::fp16, 4, 3};
   return c;
@@ -96,7 +102,7 @@ TEST(ConfigFields, EveryFieldIsWrittenAndReadBack) {
   // Each section lists each key once, and the writer and the reader agree on the names.
   size_t keys = 0;
   for (const auto& section : written.items()) keys += section.value().size();
-  EXPECT_EQ(keys, 10u + 13u + 8u + 34u + 13u);
+  EXPECT_EQ(keys, 10u + 14u + 8u + 38u + 13u);
   EXPECT_EQ(written["data"]["image_size"], nlohmann::json::array({16, 24}));
   EXPECT_EQ(written["sample"]["sampler"], "ddim");
   EXPECT_EQ(written["train"]["precision"], "bf16");

@@ -128,7 +128,8 @@ TEST(DiffusersConfig, WhatWeCannotRunIsRefusedNamingTheFieldAndValue) {
       {"add_attention", false, "true only"},
       {"downsample_type", "resnet", "\"conv\" only"},
       {"downsample_padding", 2, "0 (one row and column"},
-      {"out_channels", 6, "as many as in_channels"},
+      {"out_channels", 9, "as many as in_channels (3): the network predicts the noise of its "
+                          "input; or twice as many"},
       {"in_channels", 2, "1 (grayscale), 3 (RGB) or 4 (RGBA)"},
       {"sample_size", nullptr, "ddpm builds the model for the image size"},
       {"block_out_channels", json::array({128, 192, 256, 256}), "multiples of the first"},
@@ -157,7 +158,7 @@ TEST(DiffusersConfig, WhatWeCannotRunIsRefusedNamingTheFieldAndValue) {
   }
   const std::vector<Refusal> scheduler_refusals = {
       {"prediction_type", "flow_prediction", "epsilon, sample or v_prediction"},
-      {"variance_type", "learned_range", "predicts its variance is not supported"},
+      {"variance_type", "learned", "the log variance itself, diffusers' \"learned\", is not"},
       {"beta_schedule", "exponential", "linear, scaled_linear, squaredcos_cap_v2, sigmoid"},
       {"trained_betas", json::array({0.1, 0.2}), "one beta per timestep"},
       {"rescale_betas_zero_snr", true, "false only"},
@@ -206,7 +207,7 @@ TEST(DiffusersConfig, SchedulesMapByNameOrAsTheBetasThemselves) {
 
 // Ours -> diffusers -> ours gives the same model, image, schedule and sampling choices.
 TEST(DiffusersConfig, ExportThenImportIsTheIdentity) {
-  std::vector<Config> configs(5);
+  std::vector<Config> configs(6);
   configs[1].model.channel_mult = {1, 1, 2, 2, 4, 4};
   configs[1].data.height = configs[1].data.width = 256;
   configs[1].sample.variance = Variance::fixed_small;
@@ -228,6 +229,9 @@ TEST(DiffusersConfig, ExportThenImportIsTheIdentity) {
   configs[4].diffusion.schedule = Schedule::sigmoid;
   configs[4].sample.clip_denoised = false;
   configs[4].diffusion.prediction = Prediction::x0;
+  configs[5].model.learn_variance = true;  // out_channels 6, variance_type learned_range
+  configs[5].train.loss = LossKind::hybrid;
+  configs[5].sample.variance = Variance::learned;
   for (size_t i = 0; i < configs.size(); ++i) {
     const Config& config = configs[i];
     std::vector<std::string> warnings;
@@ -243,6 +247,9 @@ TEST(DiffusersConfig, ExportThenImportIsTheIdentity) {
         {Prediction::eps, "epsilon"}, {Prediction::x0, "sample"}, {Prediction::v, "v_prediction"}};
     EXPECT_EQ(scheduler["prediction_type"], names.at(config.diffusion.prediction)) << i;
     EXPECT_EQ(back.sample.variance, config.sample.variance) << i;
+    EXPECT_EQ(diffusers_unet_config(config)["out_channels"],
+              config.model.learn_variance ? 6 : config.data.channels) << i;
+    if (config.model.learn_variance) EXPECT_EQ(scheduler["variance_type"], "learned_range");
     EXPECT_EQ(back.sample.clip_denoised, config.sample.clip_denoised) << i;
     // uniform is written as diffusers' linspace, which differs only where a timestep is a half.
     EXPECT_EQ(back.sample.spacing,

@@ -429,7 +429,7 @@ torch::Tensor diffusers_full_loop(SamplerKind kind, const TimestepGrid& grid, bo
     // Our x at the step's start is y / sqrt(sigma^2 + 1) = their sample times sqrt(alpha_bar).
     const torch::Tensor input =
         rescaled && point == current ? x * (1.0 / std::sqrt(grid.alpha_bar[point])) : x;
-    return input * (t / (t + 1));
+    return GridOutput{input * (t / (t + 1)), {}};
   };
   const solvers::StepContext context{grid, options, eps, [](int) -> torch::Tensor {
                                        throw std::logic_error("noise");

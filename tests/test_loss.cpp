@@ -1,6 +1,7 @@
 // L_simple: its value for known predictors (closed form), and that optimising it learns.
 #include <gtest/gtest.h>
 
+#include "diffusion/likelihood.h"
 #include "diffusion/loss.h"
 #include "model/unet.h"
 #include "test_support.h"
@@ -74,6 +75,63 @@ TEST(SimpleLoss, ABatchSplitInPartsDrawsWhatTheWholeBatchDraws) {
 
 // TrainStep draws each step's noise through a NoisePrefetcher: its draws must be draw_noise's,
 // prefetched for the key asked for next, and drawn on the spot for any other key or shape.
+// L_hybrid = L_simple + lambda T L_t: its L_vlb part is T times the bound's term at the
+// example's t (likelihood.h, the decoder at t = 0), and, with the mean frozen, it trains only the
+// variance output; L_vlb alone trains both.
+TEST(HybridLoss, AddsLambdaTTimesTheBoundTermAndTrainsOnlyTheVariances) {
+  std::vector<double> betas(50);
+  for (int t = 0; t < 50; ++t) betas[t] = 1e-3 + (0.2 - 1e-3) * t / 49.0;
+  const NoiseSchedule schedule(betas);
+  auto generator = at::detail::createCPUGenerator(4);
+  const torch::Tensor x0 =
+      torch::randint(0, 256, {3, 1, 4, 4}, generator).to(torch::kFloat32) / 127.5 - 1.0;
+  const NoiseDraw draw{torch::tensor({0, 7, 49}, torch::kLong),
+                       torch::randn({3, 1, 4, 4}, generator)};
+  torch::Tensor scale = torch::full({1}, 0.3, torch::requires_grad());
+  torch::Tensor variance = torch::full({1, 1, 4, 4}, 0.2, torch::requires_grad());
+  const EpsilonPredictor model = [&](const torch::Tensor& x_t, const torch::Tensor&) {
+    return torch::cat({x_t * scale, variance.expand_as(x_t)}, 1);
+  };
+  LossOptions simple, hybrid, vlb;
+  hybrid.kind = LossKind::hybrid;
+  vlb.kind = LossKind::vlb;
+  hybrid.vlb_weight = 0.01;
+  const torch::Tensor simple_losses = example_losses(model, schedule, x0, draw, simple);
+  const torch::Tensor hybrid_losses = example_losses(model, schedule, x0, draw, hybrid);
+  const torch::Tensor vlb_losses = example_losses(model, schedule, x0, draw, vlb);
+  // The bound's terms, computed on their own.
+  const torch::Tensor x_t = schedule.q_sample(x0, draw.t, draw.eps);
+  const ModelOutput output = split_output(model(x_t, draw.t).detach(), 1);
+  const ReverseGaussian p = reverse_gaussian(schedule, output, x_t, draw.t,
+                                             {Prediction::eps, Variance::learned, false});
+  const torch::Tensor terms = bound_term(schedule, x0, x_t, draw.t, p);
+  EXPECT_TRUE(torch::allclose(vlb_losses.detach(), 50.0 * terms, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(hybrid_losses.detach(),
+                              simple_losses.detach() + 0.01 * 50.0 * terms, 1e-5, 1e-6));
+  // Gradients: the prediction's from L_simple alone; the variance's from L_vlb alone.
+  const auto gradients = [&](const torch::Tensor& loss) {
+    scale.mutable_grad() = torch::Tensor();
+    variance.mutable_grad() = torch::Tensor();
+    loss.sum().backward({}, /*retain_graph=*/true);
+    return std::pair{scale.grad().defined() ? scale.grad().clone() : torch::zeros({1}),
+                     variance.grad().defined() ? variance.grad().clone()
+                                               : torch::zeros({1, 1, 4, 4})};
+  };
+  const auto [simple_scale, simple_variance] = gradients(simple_losses);
+  const auto [hybrid_scale, hybrid_variance] = gradients(hybrid_losses);
+  const auto [vlb_scale, vlb_variance] = gradients(vlb_losses);
+  EXPECT_TRUE(torch::allclose(hybrid_scale, simple_scale, 1e-6, 1e-7));
+  EXPECT_EQ(simple_variance.abs().sum().item<float>(), 0.0f);
+  EXPECT_TRUE(torch::allclose(hybrid_variance, 0.01 * vlb_variance, 1e-5, 1e-8));
+  EXPECT_GT(vlb_variance.abs().sum().item<float>(), 0.0f);
+  EXPECT_GT(vlb_scale.abs().item<float>(), 0.0f);  // L_vlb alone trains the mean too
+  // Importance weights multiply each example's loss before the batch mean.
+  NoiseDraw weighted = draw;
+  weighted.weight = torch::tensor({2.0f, 0.5f, 1.0f});
+  EXPECT_NEAR(training_loss(model, schedule, x0, weighted, hybrid).item<float>(),
+              (hybrid_losses.detach() * weighted.weight).mean().item<float>(), 1e-5);
+}
+
 TEST(NoisePrefetcher, HandsOutDrawNoisesDrawsPrefetchedOrNot) {
   const auto x0 = torch::zeros({5, 2, 3, 3});
   NoisePrefetcher prefetcher(50);

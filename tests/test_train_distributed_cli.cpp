@@ -127,6 +127,29 @@ TEST_F(DistributedTraining, TwoRanksMatchOneProcessAndResumeAtEitherSize) {
   EXPECT_LT(weight_difference(path("two"), path("one")), 1e-5);
 }
 
+TEST_F(DistributedTraining, LossAwareRanksKeepTheOneProcessLossHistory) {
+  // Importance-sampled timesteps (T = 4, so the resampler warms up within the run): every rank
+  // records the whole global batch's losses, so two ranks keep the history one process keeps
+  // and draw the same timesteps.
+  const std::string improved =
+      "--set model.learn_variance=true --set train.loss=hybrid --set "
+      "train.timestep_sampling=loss_aware --set diffusion.timesteps=4 --set sample.sampler=ddpm "
+      "--set sample.steps=4 ";
+  ASSERT_EQ(run_ranks(2, train_args("two", 20) + improved, "two"), (std::vector<int>{0, 0}))
+      << log("two", 0) << log("two", 1);
+  const auto alone = run_ddpm(train_args("one", 20) + improved);
+  ASSERT_EQ(alone.exit_code, 0) << alone.output;
+  const TrainingState two = load_checkpoint(resolve_checkpoint(path("two")));
+  const TrainingState one = load_checkpoint(resolve_checkpoint(path("one")));
+  ASSERT_FALSE(two.timestep_sampler.empty());
+  EXPECT_TRUE(torch::equal(two.timestep_sampler.at("counts"), one.timestep_sampler.at("counts")));
+  EXPECT_TRUE(torch::all(one.timestep_sampler.at("counts") == 10).item<bool>())
+      << "the resampler warmed up, so later steps sampled by it";
+  EXPECT_TRUE(torch::allclose(two.timestep_sampler.at("history"),
+                              one.timestep_sampler.at("history"), 1e-4, 1e-6));
+  EXPECT_LT(weight_difference(path("two"), path("one")), 1e-4);
+}
+
 TEST_F(DistributedTraining, AStopAskedOfOneRankStopsBothAtTheSameStep) {
   // Rank 1 alone gets SIGTERM (torchrun would signal every rank); both must finish the same
   // step, rank 0 must write that step's checkpoint, and both exit 130.

@@ -79,6 +79,32 @@ TEST_F(Training, ResumedRunEndsExactlyLikeAnUninterruptedOne) {
   EXPECT_EQ(list_checkpoints(dir("straight")).size(), 2u);
 }
 
+TEST_F(Training, LossAwareHybridRunResumesExactly) {
+  // Learned variances with L_hybrid and importance-sampled timesteps: T = 4, so the resampler
+  // has every t's 10 losses after a few steps and samples by them before the interruption.
+  const std::vector<std::string> improved = {
+      "model.learn_variance=true", "train.loss=hybrid", "train.timestep_sampling=loss_aware",
+      "diffusion.timesteps=4", "sample.sampler=ddpm", "sample.steps=4"};
+  run(config(24, improved), dir("straight"), false);
+  std::atomic<bool> stop{false};
+  run(config(24, improved), dir("resumed"), false, [&](const TrainProgress& progress) {
+    if (progress.step == 20) stop = true;
+  }, &stop);
+  const TrainingState middle = load_checkpoint(checkpoint_file(dir("resumed"), 20));
+  ASSERT_FALSE(middle.timestep_sampler.empty());
+  EXPECT_TRUE(torch::all(middle.timestep_sampler.at("counts") == 10).item<bool>())
+      << "the resampler is warmed up before the interruption";
+  run(config(24, improved), dir("resumed"), true);
+  const auto a = load_checkpoint(checkpoint_file(dir("straight"), 24));
+  const auto b = load_checkpoint(checkpoint_file(dir("resumed"), 24));
+  expect_same_tensors(a.model, b.model, "model");
+  expect_same_tensors(a.optimizer, b.optimizer, "optimizer");
+  expect_same_tensors(a.timestep_sampler, b.timestep_sampler, "timestep sampler");
+  EXPECT_EQ(losses(dir("straight")), losses(dir("resumed")));
+  // The output convolution gives the variances too.
+  EXPECT_EQ(a.model.at("conv_out.weight").size(0), 2);
+}
+
 TEST_F(Training, TrainingLowersTheLossAndWritesTheRunDirectory) {
   const auto summary = run(config(12, {"train.sample_every=6", "train.log_every=4"}), dir("run"),
                            false);

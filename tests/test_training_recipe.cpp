@@ -327,7 +327,8 @@ TEST_F(RecipeRun, QualityDuringTrainingIsDdpmEvalOfTheSameSamples) {
   const fs::path run_dir = dir("run");
   const Config trained = config(6, {"train.eval_every=3", "train.eval_samples=12",
                                     "train.eval_real=" + images().string(),
-                                    "train.eval_feature_net=" + net().string()});
+                                    "train.eval_feature_net=" + net().string(),
+                                    "train.eval_nll_images=3"});
   TrainRun run;
   run.run_dir = run_dir;
   train(trained, run);
@@ -359,6 +360,22 @@ TEST_F(RecipeRun, QualityDuringTrainingIsDdpmEvalOfTheSameSamples) {
   EXPECT_NEAR(last["kid_mean"].get<double>(), reference["kid_mean"].get<double>(), 1e-9);
   EXPECT_EQ(last["precision"], reference["precision"]);
   EXPECT_EQ(last["recall"], reference["recall"]);
+
+  // Its bits/dim (train.eval_nll_images) is ddpm nll of the first 3 training images with the
+  // sample seed's draws, every term.
+  ASSERT_TRUE(last.contains("bits_per_dim"));
+  EXPECT_EQ(last["nll_images"], 3);
+  const fs::path nll_json = dir("nll.json");
+  const auto nll = testing::run_ddpm("nll --checkpoint " + run_dir.string() + " --data " +
+                                     images().string() + " --num 3 --threads 1 --seed " +
+                                     std::to_string(trained.sample.seed) + " --json " +
+                                     nll_json.string());
+  ASSERT_EQ(nll.exit_code, 0) << nll.output;
+  const nlohmann::json bound = nlohmann::json::parse(testing::read_text(nll_json));
+  EXPECT_NEAR(last["bits_per_dim"].get<double>(), bound["bits_per_dim"].get<double>(), 1e-9);
+  EXPECT_NEAR(last["bits_per_dim_se"].get<double>(), bound["standard_error"].get<double>(),
+              1e-9);
+  EXPECT_NE(evaluations[0]["bits_per_dim"], last["bits_per_dim"]);
 }
 
 TEST_F(RecipeRun, AnUnusableEvaluationSetupIsRefusedBeforeTheRunStarts) {

@@ -127,6 +127,32 @@ struct EditInputs {
   std::vector<std::string> notes;  // what was done to fit them (resizing), for the log
 };
 
+// The variational bound of images (Pipeline::likelihood): bits per dimension per image.
+struct LikelihoodRequest {
+  std::vector<float> images;  // C x H x W values in [-1, 1] per image, on the 256-level grid
+  int64_t first_image = 0;    // the index of the first image (its draws: image_seed(seed, k))
+  // 0: every term, T network evaluations per image. K (2 .. T): an unbiased estimate from K
+  // evaluations per image: the decoder term, and one timestep drawn in each of K - 1 strata of
+  // 1 .. T-1 (narrow at small t, where the terms are large), weighted by its stratum's width.
+  int timesteps = 0;
+  uint64_t seed = 0;
+  int64_t batch_size = 0;  // images per network call (0: the model's sample.batch_size)
+  // The reverse variances: "" the model's (learned for a learned-variance model, else its
+  // sample.variance), or fixed_large, fixed_small, learned.
+  std::string variance;
+  // Evaluations done and their total, over all images of the request.
+  std::function<void(int64_t done, int64_t total)> on_progress;
+};
+
+struct LikelihoodReport {
+  std::vector<double> bits_per_dim;  // per image: the bound, or its estimate
+  std::vector<double> prior;         // per image: the prior term L_T
+  std::vector<double> decoder;       // per image: the decoder term L_0
+  // With every term: the sum over the images of each term L_t, t = 0 .. T-1 (the decoder at 0).
+  std::vector<double> timestep_sums;
+  std::string variance;  // the variances used
+};
+
 // A model ready to sample: its weights on a device, with its config and noise schedule.
 class DDPM_API Pipeline {
  public:
@@ -164,6 +190,11 @@ class DDPM_API Pipeline {
   // back to them. Sampler "ddim" (or unset), eta 0; classes and guidance apply. `on_progress`
   // sees the steps.
   std::vector<float> invert(const SampleRequest& request) const;
+  // The variational bound (DDPM's L_vlb with the discretized decoder) of request.images in bits
+  // per dimension. Throws ddpm::Error for an impossible request (a learned variance of a model
+  // without one, a negative count) before the first network call.
+  LikelihoodReport likelihood(const LikelihoodRequest& request) const;
+  int64_t timesteps() const;  // T of the model's noise schedule
 
   int channels() const;
   int height() const;

@@ -13,5 +13,6 @@ int run_import(int argc, char** argv);
 int run_export(int argc, char** argv);
 int run_invert(int argc, char** argv);
 int run_interpolate(int argc, char** argv);
+int run_nll(int argc, char** argv);
 
 }  // namespace ddpm::cli

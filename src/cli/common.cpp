@@ -77,4 +77,22 @@ std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int
   return arguments;
 }
 
+void refuse_existing(const std::filesystem::path& file, bool overwrite) {
+  std::error_code error;
+  if (std::filesystem::exists(file, error) && !overwrite) {
+    throw Error(ErrorKind::usage, "'" + file.string() +
+                                      "' exists; pass --overwrite to replace it, or choose "
+                                      "another path");
+  }
+}
+
+void make_folder_of(const std::filesystem::path& file) {
+  std::error_code error;
+  if (!file.parent_path().empty()) std::filesystem::create_directories(file.parent_path(), error);
+  if (error) {
+    throw Error(ErrorKind::runtime,
+                "cannot create '" + file.parent_path().string() + "': " + error.message());
+  }
+}
+
 }  // namespace ddpm::cli

@@ -5,6 +5,7 @@
 #define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -34,5 +35,12 @@ void apply_threads(const cxxopts::ParseResult& arguments);
 // nothing: the command then exits 0.
 std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int argc, char** argv,
                                                   bool with_config_keys);
+
+// Throws ddpm::Error (usage) when `file` exists and --overwrite was not given.
+void refuse_existing(const std::filesystem::path& file, bool overwrite);
+
+// Creates the folder of an output file (once every check has passed). Throws ddpm::Error
+// (runtime) naming it when it cannot.
+void make_folder_of(const std::filesystem::path& file);
 
 }  // namespace ddpm::cli

@@ -58,25 +58,6 @@ SampleRequest chain_request(const cxxopts::ParseResult& arguments, int64_t count
   return request;
 }
 
-void refuse_existing(const fs::path& file, bool overwrite) {
-  std::error_code error;
-  if (fs::exists(file, error) && !overwrite) {
-    throw Error(ErrorKind::usage, "'" + file.string() +
-                                      "' exists; pass --overwrite to replace it, or choose "
-                                      "another path");
-  }
-}
-
-// The folder of an output file, made once every check has passed.
-void make_folder_of(const fs::path& file) {
-  std::error_code error;
-  if (!file.parent_path().empty()) fs::create_directories(file.parent_path(), error);
-  if (error) {
-    throw Error(ErrorKind::runtime,
-                "cannot create '" + file.parent_path().string() + "': " + error.message());
-  }
-}
-
 Pipeline load_pipeline(const cxxopts::ParseResult& arguments) {
   if (!arguments.count("checkpoint")) {
     throw Error(ErrorKind::usage, "--checkpoint FILE_OR_RUN_DIR is needed");

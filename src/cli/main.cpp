@@ -32,6 +32,7 @@ const std::vector<Command>& commands() {
       {"export", "write a checkpoint as a diffusers DDPMPipeline folder", ddpm::cli::run_export},
       {"eval", "FID, KID and precision/recall of generated images against real ones",
        ddpm::cli::run_eval},
+      {"nll", "the variational bound of images in bits per dimension", ddpm::cli::run_nll},
       {"bench", "measure training and sampling throughput, memory and FLOP utilisation",
        ddpm::cli::run_bench},
       {"info", "print a config's model (parameters, GFLOPs, memory) and noise schedule",

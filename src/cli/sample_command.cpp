@@ -215,7 +215,9 @@ void print_samplers() {
   }
   std::printf("\nN = --steps. * ddim is stochastic when --eta > 0. karras: takes --spacing karras "
               "(Karras et al. 2022, rho = 7).\nSpacings: %s (diffusers' names and timesteps), "
-              "karras.\n",
+              "karras.\nA learned-variance model (model.learn_variance): ddpm samples with its "
+              "learned variances (sample.variance learned, also respaced); every other sampler "
+              "uses its mean (eps) alone.\n",
               choice_list(timestep_spacing_names(), "and").c_str());
 }
 

@@ -69,7 +69,8 @@ std::string command_line(int argc, char** argv) {
 int run_train(int argc, char** argv) {
   cxxopts::Options options(
       "ddpm train",
-      "Trains the UNet epsilon-predictor with L_simple on an image folder. The run directory "
+      "Trains the UNet epsilon-predictor on an image folder with L_simple (train.loss; hybrid "
+      "and vlb also train learned variances, model.learn_variance). The run directory "
       "gets config.json, command.txt, metrics.jsonl, checkpoints/ (with `latest`) and "
       "samples/. Several processes train one model together when started by torchrun "
       "(`torchrun --no-python --nproc-per-node=N ddpm train ...`) or by Slurm's srun: "

@@ -34,13 +34,23 @@ const std::vector<std::string>& choice_names(LossWeighting) {
   return names;
 }
 
+const std::vector<std::string>& choice_names(LossKind) {
+  static const std::vector<std::string> names = {"simple", "hybrid", "vlb"};
+  return names;
+}
+
+const std::vector<std::string>& choice_names(TimestepSampling) {
+  static const std::vector<std::string> names = {"uniform", "loss_aware"};
+  return names;
+}
+
 const std::vector<std::string>& choice_names(OnNonfinite) {
   static const std::vector<std::string> names = {"stop", "skip"};
   return names;
 }
 
 const std::vector<std::string>& choice_names(Variance) {
-  static const std::vector<std::string> names = {"fixed_large", "fixed_small"};
+  static const std::vector<std::string> names = {"fixed_large", "fixed_small", "learned"};
   return names;
 }
 

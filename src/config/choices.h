@@ -26,10 +26,16 @@ enum class Schedule { linear, cosine, quadratic, sigmoid, custom };
 enum class Prediction { eps, x0, v };
 // train.loss_weighting: L_simple, or Min-SNR-gamma (loss.h).
 enum class LossWeighting { none, min_snr };
+// train.loss: L_simple, L_hybrid = L_simple + train.vlb_weight * L_vlb, or L_vlb alone (loss.h).
+enum class LossKind { simple, hybrid, vlb };
+// train.timestep_sampling: t uniform, or importance-sampled by the recent losses
+// (timestep_resampler.h).
+enum class TimestepSampling { uniform, loss_aware };
 // train.on_nonfinite: what a NaN/Inf loss or gradient does.
 enum class OnNonfinite { stop, skip };
-// sample.variance of the ddpm sampler: beta_t, or the posterior's beta~_t.
-enum class Variance { fixed_large, fixed_small };
+// sample.variance of the ddpm sampler and of the likelihood bound: beta_t, the posterior's
+// beta~_t, or the variance a model.learn_variance model predicts (likelihood.h).
+enum class Variance { fixed_large, fixed_small, learned };
 // sample.spacing (timestep_grid.h says what each gives); karras only for the sigma-space
 // samplers.
 enum class Spacing { uniform, quadratic, leading, trailing, linspace, karras };
@@ -41,6 +47,8 @@ const std::vector<std::string>& choice_names(DownsamplePadding);
 const std::vector<std::string>& choice_names(Schedule);
 const std::vector<std::string>& choice_names(Prediction);
 const std::vector<std::string>& choice_names(LossWeighting);
+const std::vector<std::string>& choice_names(LossKind);
+const std::vector<std::string>& choice_names(TimestepSampling);
 const std::vector<std::string>& choice_names(OnNonfinite);
 const std::vector<std::string>& choice_names(Variance);
 const std::vector<std::string>& choice_names(Spacing);

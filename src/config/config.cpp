@@ -244,6 +244,11 @@ void validate_train(const TrainConfig& train) {
           "must be >= 0 (0 disables evaluation), got " + str(train.eval_every));
   require(train.eval_samples >= 4, "train.eval_samples",
           "must be >= 4 (precision/recall needs k + 1 = 4), got " + str(train.eval_samples));
+  require(std::isfinite(train.vlb_weight) && train.vlb_weight > 0.0, "train.vlb_weight",
+          "must be a number > 0 (lambda of L_hybrid; 0.001 is Nichol & Dhariwal's), got " +
+              str(train.vlb_weight));
+  require(train.eval_nll_images >= 0, "train.eval_nll_images",
+          "must be >= 0 (0: no bits/dim during training), got " + str(train.eval_nll_images));
   require(train.eval_every == 0 || !train.eval_real.empty(), "train.eval_real",
           "is needed by train.eval_every: give the real images' folder or a stats file of "
           "`ddpm eval --save-real-stats`, or set train.eval_every=0");
@@ -273,12 +278,36 @@ void validate_sample(const SampleConfig& sample, const DiffusionConfig& diffusio
 
 int num_levels(const ModelConfig& model) { return static_cast<int>(model.channel_mult.size()); }
 
+namespace {
+
+// The rules that join sections: learned variances and the objectives that need them.
+void validate_objective(const Config& config) {
+  const bool learned = config.model.learn_variance;
+  require(config.sample.variance != Variance::learned || learned, "sample.variance",
+          "learned needs a model that predicts its variances (model.learn_variance true); "
+          "use fixed_large or fixed_small");
+  require(config.train.loss != LossKind::hybrid || learned, "train.loss",
+          "hybrid trains learned variances through L_vlb and needs model.learn_variance true; "
+          "with fixed variances use simple, or vlb (the true bound)");
+  require(!learned || config.train.loss != LossKind::simple, "train.loss",
+          "simple trains no variances, and model.learn_variance is true: set train.loss hybrid "
+          "(L_simple + vlb_weight L_vlb, improved DDPM's) or vlb");
+  require(config.train.loss != LossKind::vlb ||
+              config.train.loss_weighting == LossWeighting::none,
+          "train.loss_weighting",
+          "min_snr weights L_simple, and train.loss vlb has none: set train.loss_weighting none, "
+          "or train.loss simple or hybrid");
+}
+
+}  // namespace
+
 void validate(const Config& config) {
   validate_data(config.data);
   validate_model(config.model, config.data);
   validate_diffusion(config.diffusion);
   validate_train(config.train);
   validate_sample(config.sample, config.diffusion);
+  validate_objective(config);
 }
 
 }  // namespace ddpm

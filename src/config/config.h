@@ -60,6 +60,11 @@ struct ModelConfig {
   // one of num_classes + 1 rows (the last is "no class"), is added to the time embedding.
   // 0: unconditional. Training with data.labels folders sets it from the data.
   int num_classes = 0;
+  // Learned reverse variances (Nichol & Dhariwal 2021): the output convolution gives 2 x
+  // channels; the second half v sets log Sigma = frac log beta_t + (1 - frac) log beta~_t with
+  // frac = (v + 1) / 2 (diffusers' learned_range). A config that sets it samples with
+  // sample.variance learned unless its sample section names another.
+  bool learn_variance = false;
   bool operator==(const ModelConfig&) const = default;
 };
 
@@ -92,6 +97,13 @@ struct TrainConfig {
   double ema_power = 0.75;
   LossWeighting loss_weighting = LossWeighting::none;  // none (L_simple) | min_snr (loss.h)
   double min_snr_gamma = 5.0;
+  // simple (L_simple) | hybrid (L_simple + vlb_weight L_vlb, the mean frozen in L_vlb; needs
+  // model.learn_variance) | vlb (L_vlb alone, in bits per dimension): loss.h.
+  LossKind loss = LossKind::simple;
+  double vlb_weight = 0.001;       // lambda of L_hybrid (Nichol & Dhariwal 2021)
+  // uniform | loss_aware: t drawn in proportion to sqrt(E[L_t^2]) of the last 10 losses at each
+  // t, each loss reweighted by 1 / (T p_t) (timestep_resampler.h).
+  TimestepSampling timestep_sampling = TimestepSampling::uniform;
   int grad_accumulation = 1;       // micro-batches per optimiser step; batch_size stays global
   uint64_t seed = 0;
   int64_t log_every = 100;
@@ -120,6 +132,9 @@ struct TrainConfig {
   int eval_samples = 1000;
   std::string eval_real;
   std::string eval_feature_net;
+  // > 0: every eval_every steps also the variational bound in bits/dim (likelihood.h) of the
+  // EMA model on the first eval_nll_images images of the training data (sorted, no flip).
+  int eval_nll_images = 0;
   // Class-conditional models: the probability that an example's class is replaced by "no
   // class", so that one network learns both (classifier-free guidance, Ho & Salimans 2022).
   double class_dropout = 0.1;
@@ -131,7 +146,8 @@ struct SampleConfig {
   SamplerKind sampler = SamplerKind::ddpm;
   int steps = 1000;                   // number of reverse steps (respaced when < T)
   double eta = 0.0;                   // DDIM stochasticity (0 for every other sampler)
-  Variance variance = Variance::fixed_large;  // fixed_large (beta_t) | fixed_small (beta~_t)
+  // fixed_large (beta_t) | fixed_small (beta~_t) | learned (model.learn_variance models)
+  Variance variance = Variance::fixed_large;
   // uniform | quadratic | leading | trailing | linspace | karras (see timestep_grid.h)
   Spacing spacing = Spacing::uniform;
   bool clip_denoised = true;          // clip the predicted x0 to [-1, 1]

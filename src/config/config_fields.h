@@ -53,6 +53,7 @@ void visit_fields(Model& model, Visit&& visit) {
   visit("time_embedding_shift", model.time_embedding_shift);
   visit("downsample_padding", model.downsample_padding);
   visit("num_classes", model.num_classes);
+  visit("learn_variance", model.learn_variance);
 }
 
 template <SectionOf<DiffusionConfig> Diffusion, typename Visit>
@@ -83,6 +84,9 @@ void visit_fields(Train& train, Visit&& visit) {
   visit("ema_power", train.ema_power);
   visit("loss_weighting", train.loss_weighting);
   visit("min_snr_gamma", train.min_snr_gamma);
+  visit("loss", train.loss);
+  visit("vlb_weight", train.vlb_weight);
+  visit("timestep_sampling", train.timestep_sampling);
   visit("grad_accumulation", train.grad_accumulation);
   visit("seed", train.seed);
   visit("log_every", train.log_every);
@@ -102,6 +106,7 @@ void visit_fields(Train& train, Visit&& visit) {
   visit("eval_samples", train.eval_samples);
   visit("eval_real", train.eval_real);
   visit("eval_feature_net", train.eval_feature_net);
+  visit("eval_nll_images", train.eval_nll_images);
   visit("class_dropout", train.class_dropout);
 }
 

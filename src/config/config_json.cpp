@@ -145,6 +145,10 @@ Config config_from_json(const json& root) {
     visit_fields(section, reader);
     reader.finish();
   });
+  // A learned-variance model samples with its variances unless its config says otherwise.
+  const bool variance_named = root.contains("sample") && root.at("sample").is_object() &&
+                              root.at("sample").contains("variance");
+  if (config.model.learn_variance && !variance_named) config.sample.variance = Variance::learned;
   validate(config);
   return config;
 }

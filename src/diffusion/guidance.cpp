@@ -45,7 +45,14 @@ EpsilonPredictor guided_in_fp32(UNet& model, const torch::Tensor& labels, double
             .to(x_t.scalar_type());  // guided in x_t's precision, also under autocast
     const torch::Tensor conditional = output.narrow(0, 0, count);
     const torch::Tensor unconditional = output.narrow(0, count, count);
-    return unconditional + guidance * (conditional - unconditional);
+    if (output.size(1) == x_t.size(1)) {
+      return unconditional + guidance * (conditional - unconditional);
+    }
+    // A learned-variance model: the prediction guided, the variances the conditional ones (as
+    // GLIDE and guided-diffusion do).
+    const ModelOutput c = split_output(conditional, x_t.size(1));
+    const ModelOutput u = split_output(unconditional, x_t.size(1));
+    return torch::cat({u.prediction + guidance * (c.prediction - u.prediction), c.variance}, 1);
   };
 }
 

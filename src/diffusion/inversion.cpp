@@ -35,8 +35,9 @@ torch::Tensor invert_images(const EpsilonPredictor& model, const NoiseSchedule& 
     // The model's output converted at the level x is at, as diffusers' DDIMInverseScheduler.
     const auto timestep = torch::full({x.size(0)}, static_cast<int64_t>(grid.timesteps[point]),
                                       x.options().dtype(torch::kLong));
-    const torch::Tensor eps = eps_from_prediction(
-        options.prediction, model(x, timestep).to(x.scalar_type()), x, below);
+    const torch::Tensor output =
+        split_output(model(x, timestep).to(x.scalar_type()), x.size(1)).prediction;
+    const torch::Tensor eps = eps_from_prediction(options.prediction, output, x, below);
     const torch::Tensor predicted =
         (x - eps * std::sqrt(1.0 - below)) * (1.0 / std::sqrt(below));
     x = predicted * std::sqrt(above) + eps * std::sqrt(1.0 - above);

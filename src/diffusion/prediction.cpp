@@ -7,6 +7,17 @@
 
 namespace ddpm {
 
+ModelOutput split_output(const torch::Tensor& output, int64_t channels) {
+  if (output.size(1) == channels) return {output, {}};
+  if (output.size(1) != 2 * channels) {
+    throw Error(ErrorKind::runtime, "the network gives " + std::to_string(output.size(1)) +
+                                        " channels for an image of " + std::to_string(channels) +
+                                        " (expected " + std::to_string(channels) + ", or " +
+                                        std::to_string(2 * channels) + " with its variances)");
+  }
+  return {output.narrow(1, 0, channels), output.narrow(1, channels, channels)};
+}
+
 torch::Tensor prediction_target(Prediction prediction, const torch::Tensor& x0,
                                 const torch::Tensor& eps, const torch::Tensor& sqrt_alpha_bar,
                                 const torch::Tensor& sqrt_one_minus_alpha_bar) {

@@ -21,6 +21,14 @@
 
 namespace ddpm {
 
+// A network's output split into its prediction (diffusion.prediction) and, for a
+// model.learn_variance model, the variance output v (undefined otherwise).
+struct ModelOutput {
+  torch::Tensor prediction;
+  torch::Tensor variance;
+};
+// `output` of an image with `channels` channels: [B, channels, ...] or [B, 2 x channels, ...].
+ModelOutput split_output(const torch::Tensor& output, int64_t channels);
 
 // The training target for x0 and eps; sqrt_alpha_bar and sqrt_one_minus_alpha_bar broadcast
 // against them (per-example [B, 1, 1, 1] or scalars).

@@ -107,10 +107,10 @@ torch::Tensor run_repaint(const EpsilonPredictor& model, const NoiseSchedule& sc
       grid.alpha_bar.push_back(level(below));
     }
     grid.alpha_bar.push_back(1.0);
-    const auto eps = [&](const torch::Tensor& input, int point) {
-      return grid_eps(model, grid, options.prediction, input, point);
+    const auto evaluate = [&](const torch::Tensor& input, int point) {
+      return grid_output(model, grid, options.prediction, input, point);
     };
-    const solvers::StepResult unknown = solver->step(0, x, {grid, options, eps, draw});
+    const solvers::StepResult unknown = solver->step(0, x, {grid, options, evaluate, draw});
     const double ab = level(below);
     const torch::Tensor known_part =
         below >= 0 ? known_x * std::sqrt(ab) + draw(0) * std::sqrt(1.0 - ab) : known_x;

@@ -37,15 +37,21 @@ void validate_sampler_options(const SamplerOptions& options, int64_t timesteps) 
   check_spacing(options.kind, options.steps, options.spacing, timesteps);
 }
 
-torch::Tensor grid_eps(const EpsilonPredictor& model, const TimestepGrid& grid,
+GridOutput grid_output(const EpsilonPredictor& model, const TimestepGrid& grid,
                        Prediction prediction, const torch::Tensor& x, int point) {
   const double t = grid.timesteps[point];
   const auto timestep =
       grid.fractional
           ? torch::full({x.size(0)}, t, x.options().dtype(torch::kFloat32))
           : torch::full({x.size(0)}, static_cast<int64_t>(t), x.options().dtype(torch::kLong));
-  const torch::Tensor output = model(x, timestep).to(x.scalar_type());
-  return eps_from_prediction(prediction, output, x, grid.alpha_bar[point]);
+  const ModelOutput output = split_output(model(x, timestep).to(x.scalar_type()), x.size(1));
+  return {eps_from_prediction(prediction, output.prediction, x, grid.alpha_bar[point]),
+          output.variance};
+}
+
+torch::Tensor grid_eps(const EpsilonPredictor& model, const TimestepGrid& grid,
+                       Prediction prediction, const torch::Tensor& x, int point) {
+  return grid_output(model, grid, prediction, x, point).eps;
 }
 
 namespace {
@@ -56,10 +62,10 @@ torch::Tensor run_chain(const EpsilonPredictor& model, const TimestepGrid& grid,
                         const std::function<torch::Tensor(int step)>& noise_for_step,
                         const SamplerCallback& callback) {
   torch::NoGradGuard no_grad;
-  const auto eps = [&](const torch::Tensor& input, int point) {
-    return grid_eps(model, grid, options.prediction, input, point);
+  const auto evaluate = [&](const torch::Tensor& input, int point) {
+    return grid_output(model, grid, options.prediction, input, point);
   };
-  const solvers::StepContext context{grid, options, eps, noise_for_step};
+  const solvers::StepContext context{grid, options, evaluate, noise_for_step};
   const std::unique_ptr<solvers::Solver> solver = solvers::make_solver(options.kind);
   const int total = grid.steps() - first;
   for (int step = first; step < grid.steps(); ++step) {

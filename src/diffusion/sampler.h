@@ -1,8 +1,10 @@
 // Sampling: the reverse chain from pure noise x_T to an image x_0, over an EpsilonPredictor (the
 // UNet, or a closed-form model in tests). One loop (run_sampler) runs any solver of
 // src/diffusion/solvers/ over the TimestepGrid that sample.spacing gives (timestep_grid.h):
-//   - ddpm: ancestral sampling (Ho et al. 2020, Algorithm 2), sigma_t^2 = beta_t or beta~_t,
-//     respaced (Nichol & Dhariwal 2021, improved-diffusion's respace.py) when steps < T;
+//   - ddpm: ancestral sampling (Ho et al. 2020, Algorithm 2), sigma_t^2 = beta_t, beta~_t or
+//     the learned variance (Nichol & Dhariwal 2021, between the two), respaced (improved-
+//     diffusion's respace.py: beta and beta~ of the respaced chain) when steps < T; the other
+//     samplers use a learned-variance model's mean alone;
 //   - ddim: DDIM (Song et al. 2020, eq. 12), deterministic for eta = 0;
 //   - euler, euler_ancestral, heun: the sigma-space samplers of Karras et al. 2022;
 //   - dpmpp_2m, dpmpp_2m_sde: DPM-Solver++(2M) and its SDE variant (Lu et al. 2022b).
@@ -47,9 +49,16 @@ SamplerOptions sampler_options(const SampleConfig& sample, const DiffusionConfig
 // sampler (karras: sigma-space ones). run_sampler() calls it.
 void validate_sampler_options(const SamplerOptions& options, int64_t timesteps);
 
-// eps_theta at point `point` of `grid`: one call of `model` at the point's timestep (float32
-// when the grid is fractional, else int64), its output converted from `prediction` to eps at
-// the point's alpha_bar.
+// The network at point `point` of `grid`: one call of `model` at the point's timestep (float32
+// when the grid is fractional, else int64), its prediction converted from `prediction` to eps
+// at the point's alpha_bar, and the variance output v of a model.learn_variance model
+// (undefined otherwise).
+struct GridOutput {
+  torch::Tensor eps, variance;
+};
+GridOutput grid_output(const EpsilonPredictor& model, const TimestepGrid& grid,
+                       Prediction prediction, const torch::Tensor& x, int point);
+// Its eps alone.
 torch::Tensor grid_eps(const EpsilonPredictor& model, const TimestepGrid& grid,
                        Prediction prediction, const torch::Tensor& x, int point);
 

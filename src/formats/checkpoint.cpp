@@ -89,6 +89,9 @@ void save_checkpoint(const fs::path& path, const TrainingState& state) {
     dict.insert("loss_scale", state.loss_scale);
     dict.insert("loss_scale_good_steps", state.loss_scale_good_steps);
   }
+  if (!state.timestep_sampler.empty()) {
+    dict.insert("timestep_sampler", to_ivalue(state.timestep_sampler));
+  }
   write_pickle_file(path, c10::IValue(dict));
 }
 
@@ -134,6 +137,9 @@ TrainingState load_checkpoint(const fs::path& path) {
   if (!std::isfinite(state.loss_scale) || state.loss_scale < 0.0 || state.skipped_steps < 0 ||
       state.loss_scale_good_steps < 0) {
     throw checkpoint_error(path, "holds a negative or non-finite loss scale or step count");
+  }
+  if (dict.contains("timestep_sampler")) {
+    state.timestep_sampler = tensor_map(dict, "timestep_sampler", path);
   }
   const auto source = dict.find("source");
   if (source != dict.end()) {

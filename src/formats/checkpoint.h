@@ -40,6 +40,9 @@ struct TrainingState {
   int64_t skipped_steps = 0;          // steps skipped so far (non-finite or fp16 overflow)
   double loss_scale = 0.0;            // fp16's loss scale (0: the run is not fp16)
   int64_t loss_scale_good_steps = 0;  // steps without overflow since the scale last changed
+  // train.timestep_sampling loss_aware: the resampler's loss history (timestep_resampler.h);
+  // empty otherwise.
+  TensorMap timestep_sampler;
 };
 
 // Writes atomically (a crash leaves the previous file intact). Throws ddpm::Error on failure.

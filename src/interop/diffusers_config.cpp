@@ -15,8 +15,10 @@ namespace {
 
 using nlohmann::json;
 
-// sample_size and the channels: the image the model was built for.
-void read_image_shape(DiffusersFields& fields, DataConfig& data) {
+// sample_size and the channels: the image the model was built for, and whether the network
+// also predicts its variances (out_channels twice in_channels, improved DDPM's learned range).
+void read_image_shape(DiffusersFields& fields, DataConfig& data, ModelConfig& model,
+                      TrainConfig& train) {
   const json size = fields.get("sample_size", nullptr);
   if (size.is_number_integer() && size.get<int64_t>() > 0 && size.get<int64_t>() <= 1'000'000) {
     data.height = data.width = size.get<int>();
@@ -36,12 +38,15 @@ void read_image_shape(DiffusersFields& fields, DataConfig& data) {
   if (in_channels != 1 && in_channels != 3 && in_channels != 4) {
     fields.refuse("in_channels", in_channels, "1 (grayscale), 3 (RGB) or 4 (RGBA)");
   }
-  if (out_channels != in_channels) {
+  if (out_channels != in_channels && out_channels != 2 * in_channels) {
     fields.refuse("out_channels", out_channels,
                   "as many as in_channels (" + std::to_string(in_channels) +
-                      "): the network predicts the noise of its input");
+                      "): the network predicts the noise of its input; or twice as many, for "
+                      "a network that also predicts its variances");
   }
   data.channels = in_channels;
+  model.learn_variance = out_channels == 2 * in_channels;
+  if (model.learn_variance) train.loss = LossKind::hybrid;  // what trains such a model
 }
 
 // The fields that must have the one value our UNet implements.
@@ -212,7 +217,7 @@ void read_unet(const json& unet, const std::string& file, Config& config,
   if (class_name != "UNet2DModel") {
     fields.refuse("_class_name", class_name, "UNet2DModel, the unconditional DDPM network");
   }
-  read_image_shape(fields, config.data);
+  read_image_shape(fields, config.data, config.model, config.train);
   require_our_unet(fields);
   read_classes(fields, unet, config, warnings);
   const auto [widths, down] = read_levels(fields, config.data, config.model);

@@ -102,7 +102,7 @@ json diffusers_unet_config(const Config& config) {
           {"norm_num_groups", model.norm_groups},
           {"num_class_embeds", model.num_classes > 0 ? json(model.num_classes + 1) : json()},
           {"num_train_timesteps", nullptr},
-          {"out_channels", data.channels},
+          {"out_channels", model.learn_variance ? 2 * data.channels : data.channels},
           {"resnet_time_scale_shift", "default"},
           {"sample_size", data.height == data.width ? json(data.height)
                                                     : json::array({data.height, data.width})},
@@ -145,7 +145,8 @@ json diffusers_scheduler_config(const Config& config, std::vector<std::string>& 
           {"beta_end", diffusion.beta_end},
           {"beta_schedule", schedule},
           {"trained_betas", trained},
-          {"variance_type", choice_name(sample.variance)},
+          {"variance_type", sample.variance == Variance::learned ? std::string("learned_range")
+                                                                 : choice_name(sample.variance)},
           {"clip_sample", sample.clip_denoised},
           {"clip_sample_range", 1.0},
           {"prediction_type", diffusers_prediction_type(diffusion.prediction)},

@@ -90,9 +90,12 @@ void read_sampling_choices(DiffusersFields& fields, const SchedulerClass& schedu
       sample.variance = Variance::fixed_small;
     } else if (variance == "fixed_large" || variance == "fixed_large_log") {
       sample.variance = Variance::fixed_large;
+    } else if (variance == "learned_range") {
+      sample.variance = Variance::learned;
     } else {
       fields.refuse("variance_type", variance,
-                    "fixed_small and fixed_large (a network that predicts its variance is not "
+                    "fixed_small, fixed_large and learned_range (a network whose variance "
+                    "output is the log variance itself, diffusers' \"learned\", is not "
                     "supported)");
     }
   }

@@ -141,9 +141,9 @@ UNetImpl::UNetImpl(const ModelConfig& model, const DataConfig& data)
       "conv_norm_out",
       torch::nn::GroupNorm(
           torch::nn::GroupNormOptions(model.norm_groups, channels).eps(model.norm_eps)));
-  conv_out = register_module("conv_out",
-                             torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, data.channels, 3)
-                                                   .padding(1)));
+  conv_out = register_module(
+      "conv_out", torch::nn::Conv2d(
+                      torch::nn::Conv2dOptions(channels, output_channels(model, data), 3).padding(1)));
   init_variance_scaling(conv_out, 0.0);
   // Registered last, so that every other weight of a conditional model starts as the
   // unconditional model's would (the embedding keeps torch's N(0, 1) start, as diffusers').

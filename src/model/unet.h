@@ -41,14 +41,21 @@ struct UpBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(UpBlock);
 
+// The channels of the network's output: the image's, twice with model.learn_variance.
+inline int64_t output_channels(const ModelConfig& model, const DataConfig& data) {
+  return model.learn_variance ? 2 * data.channels : data.channels;
+}
+
 struct UNetImpl : torch::nn::Module {
   // Throws ddpm::Error (config) when the model does not fit the image shape.
   UNetImpl(const ModelConfig& model, const DataConfig& data);
 
   // x: [B, channels, height, width]; t: [B] timestep indices (0-based, see schedule.h).
-  // Returns the predicted noise, shaped like x. A class-conditional model (model.num_classes
-  // > 0) also takes labels: [B] int64 class indices, where num_classes means "no class";
-  // without labels every image is "no class". An unconditional model refuses labels.
+  // Returns the prediction (diffusion.prediction), shaped like x; with model.learn_variance
+  // also the variance output v: [B, 2 x channels, ...], v in the second half. A
+  // class-conditional model (model.num_classes > 0) also takes labels: [B] int64 class
+  // indices, where num_classes means "no class"; without labels every image is "no class". An
+  // unconditional model refuses labels.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
                         const torch::Tensor& labels = {});
 

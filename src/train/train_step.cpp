@@ -61,8 +61,14 @@ LossScalerOptions loss_scaler_options(const TrainConfig& train) {
 }
 
 LossOptions loss_options(const Config& config) {
-  return {config.diffusion.prediction, config.train.loss_weighting == LossWeighting::min_snr,
-          config.train.min_snr_gamma};
+  LossOptions options;
+  options.prediction = config.diffusion.prediction;
+  options.min_snr = config.train.loss_weighting == LossWeighting::min_snr;
+  options.min_snr_gamma = config.train.min_snr_gamma;
+  options.kind = config.train.loss;
+  options.vlb_weight = config.train.vlb_weight;
+  options.variance = config.model.learn_variance ? Variance::learned : config.sample.variance;
+  return options;
 }
 
 TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
@@ -82,6 +88,9 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
       loss_options_(loss),
       noise_(schedule.timesteps()) {
   if (precision == Precision::fp16) scaler_.emplace(loss_scaler_options(options));
+  if (options.timestep_sampling == TimestepSampling::loss_aware) {
+    resampler_.emplace(schedule.timesteps());
+  }
 }
 
 void check_grad_accumulation(int64_t batch, int64_t parts, const std::string& batch_description) {
@@ -93,7 +102,8 @@ void check_grad_accumulation(int64_t batch, int64_t parts, const std::string& ba
 }
 
 torch::Tensor TrainStep::accumulate_gradients(const torch::Tensor& x0, const NoiseDraw& draw,
-                                              const torch::Tensor& classes) {
+                                              const torch::Tensor& classes,
+                                              torch::Tensor* example_losses_out) {
   // Gradient accumulation: the micro-batches' losses are means over equal parts of the batch,
   // so their gradients, each scaled by 1 / parts, sum to the gradient of the whole batch's mean.
   const int64_t parts = options_.grad_accumulation;
@@ -111,8 +121,17 @@ torch::Tensor TrainStep::accumulate_gradients(const torch::Tensor& x0, const Noi
     torch::Tensor loss;
     {
       AutocastGuard autocast(precision_, x0.device());
-      loss = training_loss(predictor, schedule_, range(x0), {range(draw.t), range(draw.eps)},
-                           loss_options_);
+      const NoiseDraw part_draw{range(draw.t), range(draw.eps),
+                                draw.weight.defined() ? range(draw.weight) : draw.weight};
+      if (example_losses_out == nullptr) {
+        loss = training_loss(predictor, schedule_, range(x0), part_draw, loss_options_);
+      } else {
+        const torch::Tensor losses =
+            example_losses(predictor, schedule_, range(x0), part_draw, loss_options_);
+        loss = (part_draw.weight.defined() ? losses * part_draw.weight : losses).mean();
+        const torch::Tensor detached = losses.detach();
+        *example_losses_out = part == 0 ? detached : torch::cat({*example_losses_out, detached});
+      }
     }
     if (parts > 1) loss = loss / double(parts);
     (scaler_ ? scaler_->scale_loss(loss) : loss).backward();
@@ -191,9 +210,50 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
                 .to(x0.device(), /*non_blocking=*/true)
           : labels;
   Result result;
-  result.loss = accumulate_gradients(x0, draw, classes);
+  if (!resampler_) {
+    result.loss = accumulate_gradients(x0, draw, classes, nullptr);
+    finish_update(x0, stop_requested, step, result);
+    return result;
+  }
+  NoiseDraw sampled = draw;
+  importance_sample(sampled, noise);
+  torch::Tensor losses;
+  result.loss = accumulate_gradients(x0, sampled, classes, &losses);
   finish_update(x0, stop_requested, step, result);
+  record_losses(sampled, losses, noise);
   return result;
+}
+
+void TrainStep::importance_sample(NoiseDraw& draw, const NoiseKey& noise) const {
+  if (!resampler_->warmed_up()) return;  // uniform t, weights 1
+  const TimestepResampler::Draws draws =
+      resampler_->draw(timestep_uniforms(noise, draw.t.size(0)));
+  draw.t = torch::tensor(draws.t, torch::kLong).to(draw.t.device());
+  draw.weight = torch::tensor(draws.weight, torch::kFloat64)
+                    .to(draw.eps.device(), torch::kFloat32);
+}
+
+void TrainStep::record_losses(const NoiseDraw& draw, const torch::Tensor& losses,
+                              const NoiseKey& noise) {
+  torch::Tensor pairs = torch::stack({draw.t.to(torch::kFloat64), losses.to(torch::kFloat64)}, 1);
+  if (group_ != nullptr) {
+    // Each rank's rows at its examples' places in the global batch; the sum gathers them.
+    torch::Tensor global = torch::zeros({options_.batch_size, 2}, pairs.options())
+                               .to(group_->device());
+    global.narrow(0, noise.first_example % options_.batch_size, pairs.size(0))
+        .copy_(pairs.to(group_->device()));
+    group_->sum(global);
+    pairs = global;
+  }
+  const torch::Tensor host = pairs.cpu().contiguous();
+  const double* rows = host.data_ptr<double>();
+  std::vector<int64_t> t(host.size(0));
+  std::vector<double> values(host.size(0));
+  for (int64_t i = 0; i < host.size(0); ++i) {
+    t[i] = static_cast<int64_t>(rows[2 * i]);
+    values[i] = rows[2 * i + 1];
+  }
+  resampler_->update(t, values);
 }
 
 }  // namespace ddpm

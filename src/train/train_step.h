@@ -20,6 +20,7 @@
 #include "train/ema.h"
 #include "train/loss_scaler.h"
 #include "train/noise_prefetch.h"
+#include "train/timestep_resampler.h"
 
 namespace ddpm {
 
@@ -52,11 +53,20 @@ class TrainStep {
   torch::optim::Adam& optimizer() { return optimizer_; }
   // fp16's loss scaler (null in bf16 and fp32): its state goes into checkpoints.
   LossScaler* loss_scaler() { return scaler_ ? &*scaler_ : nullptr; }
+  // train.timestep_sampling loss_aware's resampler (null when uniform): its state goes into
+  // checkpoints.
+  TimestepResampler* timestep_resampler() { return resampler_ ? &*resampler_ : nullptr; }
 
  private:
-  // The micro-batches' forward and backward passes; returns the batch's loss.
+  // The micro-batches' forward and backward passes; returns the batch's loss. With the
+  // resampler, `example_losses` gets each example's unweighted loss.
   torch::Tensor accumulate_gradients(const torch::Tensor& x0, const NoiseDraw& draw,
-                                     const torch::Tensor& classes);
+                                     const torch::Tensor& classes, torch::Tensor* example_losses);
+  // loss_aware: the draws' timesteps from the resampler, weighted (once it is warmed up).
+  void importance_sample(NoiseDraw& draw, const NoiseKey& noise) const;
+  // loss_aware: every rank's (t, loss) pairs of the step, in global example order, into the
+  // resampler's history.
+  void record_losses(const NoiseDraw& draw, const torch::Tensor& losses, const NoiseKey& noise);
   // The ranks' gradients averaged, unscaled, clipped; the update (or not) and the EMA.
   void finish_update(const torch::Tensor& x0, bool stop_requested, int64_t step, Result& result);
 
@@ -65,6 +75,7 @@ class TrainStep {
   TrainConfig options_;
   Precision precision_;
   std::optional<LossScaler> scaler_;
+  std::optional<TimestepResampler> resampler_;
   ProcessGroup* group_;
   std::vector<torch::Tensor> parameters_;
   torch::optim::Adam optimizer_;
@@ -79,7 +90,8 @@ class TrainStep {
 torch::Tensor drop_classes(const torch::Tensor& labels, double p, int64_t no_class,
                            const NoiseKey& noise);
 
-// The objective a config trains: diffusion.prediction, train.loss_weighting and min_snr_gamma.
+// The objective a config trains: diffusion.prediction, train.loss_weighting, min_snr_gamma,
+// train.loss and vlb_weight (with the variances of L_vlb: learned, else sample.variance).
 LossOptions loss_options(const Config& config);
 
 // Throws ddpm::Error (config) unless train.grad_accumulation `parts` divides a process's part of

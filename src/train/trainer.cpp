@@ -222,6 +222,14 @@ void TrainingRun::resume_from_checkpoint() {
   if (scaler && state.loss_scale > 0.0) {
     scaler->restore({state.loss_scale, state.loss_scale_good_steps});
   }
+  if (TimestepResampler* const resampler = train_step_->timestep_resampler()) {
+    if (state.timestep_sampler.empty()) {
+      log::info("train.timestep_sampling loss_aware: " + file.string() +
+                " has no loss history (it sampled t uniformly); the history starts now");
+    } else {
+      resampler->restore(state.timestep_sampler, "checkpoint '" + file.string() + "'");
+    }
+  }
   summary_.last_checkpoint = file;
   if (writer_) drop_metrics_after(run_.run_dir / "metrics.jsonl", step_);
   log::info("resumed from " + file.string() + " at step " + std::to_string(step_));
@@ -381,6 +389,13 @@ void TrainingRun::evaluate() {
             format_number(quality["recall"].get<double>()) + " (" +
             std::to_string(options_.eval_samples) + " EMA samples, " +
             format_number(quality["eval_seconds"].get<double>()) + " s)");
+  if (quality.contains("bits_per_dim")) {
+    log::info("step " + std::to_string(step_) + ": " +
+              format_number(quality["bits_per_dim"].get<double>()) + " bits/dim (+- " +
+              format_number(quality["bits_per_dim_se"].get<double>()) + ", " +
+              std::to_string(options_.eval_nll_images) + " training images, " +
+              format_number(quality["nll_seconds"].get<double>()) + " s)");
+  }
   quality["step"] = step_;
   write_metrics(quality);
 }
@@ -400,6 +415,9 @@ void TrainingRun::save() {
   if (LossScaler* const scaler = train_step_->loss_scaler()) {
     state.loss_scale = scaler->state().scale;
     state.loss_scale_good_steps = scaler->state().good_steps;
+  }
+  if (TimestepResampler* const resampler = train_step_->timestep_resampler()) {
+    state.timestep_sampler = resampler->state();
   }
   try {
     publish_checkpoint(run_.run_dir, state, options_.keep_checkpoints);

@@ -3,12 +3,18 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 
+#include "data/image_folder.h"
 #include "ddpm/error.h"
 #include "diffusion/generation.h"
 #include "diffusion/guidance.h"
+#include "diffusion/likelihood.h"
 #include "eval/metrics.h"
+#include "formats/image_io.h"
+#include "formats/image_resize.h"
+#include "formats/image_tensor.h"
 
 namespace ddpm {
 namespace {
@@ -84,12 +90,58 @@ FeatureStats real_stats(const TrainConfig& train, FeatureNet& net, int batch) {
   return stats;
 }
 
+// The first train.eval_nll_images images of the training folder (sorted), read as the loader
+// reads them but without the flip: [N, C, H, W] in [-1, 1] (none when eval_nll_images is 0).
+torch::Tensor nll_images(const Config& config) {
+  const int count = config.train.eval_nll_images;
+  if (count == 0) return {};
+  const DataConfig& data = config.data;
+  std::vector<std::filesystem::path> files = scan_image_folder(data.path, data.max_files);
+  if (files.size() > static_cast<size_t>(count)) files.resize(count);
+  std::vector<torch::Tensor> images;
+  for (const auto& file : files) {
+    const Image image = read_image(file, data.channels, data.max_image_pixels);
+    const bool fits = image.height == data.height && image.width == data.width;
+    images.push_back(
+        image_to_tensor(fits ? image : resize_and_crop(image, data.height, data.width)));
+  }
+  return torch::stack(images);
+}
+
 }  // namespace
 
 TrainingEvaluator::TrainingEvaluator(const Config& config, torch::Device device)
     : config_(config),
       net_(open_feature_net(config, device)),
-      real_(real_stats(config.train, net_, std::max(1, config.sample.batch_size))) {}
+      real_(real_stats(config.train, net_, std::max(1, config.sample.batch_size))),
+      nll_images_(nll_images(config)) {}
+
+nlohmann::json TrainingEvaluator::bits_per_dim(UNet& ema_model,
+                                               const NoiseSchedule& schedule) const {
+  const auto start = std::chrono::steady_clock::now();
+  const EpsilonPredictor model = guided_predictor(ema_model, {}, 1.0, config_.sample.precision);
+  NllOptions options;
+  options.bound = bound_options(config_);
+  options.seed = config_.sample.seed;
+  const int64_t batch = std::max(1, config_.sample.batch_size);
+  std::vector<torch::Tensor> values;
+  for (int64_t first = 0; first < nll_images_.size(0); first += batch) {
+    options.first_image = first;
+    const int64_t size = std::min(batch, nll_images_.size(0) - first);
+    values.push_back(nll_bound(model, schedule,
+                               nll_images_.narrow(0, first, size).to(schedule.device()), options)
+                         .bits_per_dim);
+  }
+  const torch::Tensor all = torch::cat(values);
+  nlohmann::json result;
+  result["bits_per_dim"] = all.mean().item<double>();
+  result["bits_per_dim_se"] =
+      all.size(0) > 1 ? all.std().item<double>() / std::sqrt(double(all.size(0))) : 0.0;
+  result["nll_images"] = all.size(0);
+  result["nll_seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
 
 nlohmann::json TrainingEvaluator::evaluate(UNet& ema_model, const NoiseSchedule& schedule) {
   const auto start = std::chrono::steady_clock::now();
@@ -120,6 +172,7 @@ nlohmann::json TrainingEvaluator::evaluate(UNet& ema_model, const NoiseSchedule&
   result["eval_samples"] = total;
   result["eval_seconds"] =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (nll_images_.defined()) result.update(bits_per_dim(ema_model, schedule));
   return result;
 }
 

@@ -4,7 +4,9 @@
 // --save-real-stats`) is read once, when the run starts; each evaluation then samples
 // train.eval_samples images with the sample section's sampler, steps and seed (the same noise
 // every time, so the numbers of different steps compare the same draws), quantises them to 8
-// bits as PNGs would be, and scores them.
+// bits as PNGs would be, and scores them. With train.eval_nll_images, also the variational
+// bound in bits/dim (likelihood.h, every term, the sample seed's draws) of the first
+// eval_nll_images training images, read once when the run starts.
 #pragma once
 
 #include <cstdint>
@@ -27,15 +29,20 @@ class TrainingEvaluator {
   // another network, or when the network does not take the config's image shape.
   TrainingEvaluator(const Config& config, torch::Device device);
 
-  // {"fid", "kid_mean", "kid_std", "precision", "recall", "eval_samples", "eval_seconds"}.
+  // {"fid", "kid_mean", "kid_std", "precision", "recall", "eval_samples", "eval_seconds"}, and
+  // with train.eval_nll_images {"bits_per_dim", "bits_per_dim_se", "nll_images",
+  // "nll_seconds"}.
   nlohmann::json evaluate(UNet& ema_model, const NoiseSchedule& schedule);
 
   int64_t real_images() const { return real_.num_images(); }
 
  private:
+  nlohmann::json bits_per_dim(UNet& ema_model, const NoiseSchedule& schedule) const;
+
   Config config_;
   FeatureNet net_;
   FeatureStats real_;
+  torch::Tensor nll_images_;  // undefined without train.eval_nll_images
 };
 
 }  // namespace ddpm

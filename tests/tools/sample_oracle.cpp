@@ -7,6 +7,8 @@
 // eps(x, t) = sqrt(1 - ab) (x - sqrt(ab) mu) / (ab s^2 + 1 - ab) with ab = 1 / (1 + sigma(t)^2)
 // and sigma(t) the log-linear interpolation of the schedule's sigmas (exact at integer t); it is
 // computed in float64 and returned as float32. The schedule is linear, 1e-4 .. 0.02.
+// VARIANCE learned: the oracle is a learned-variance model, which also returns the variance
+// output v_p = -0.9 + 1.8 ((3 p) mod P) / (P-1) (the same at every t).
 // OUT holds x_T [4, 1, 4, 4], noise [S, 4, 1, 4, 4] (the z of every step that drew one, when
 // S > 0), timesteps [NFE] (every model call's t, in order) and x_0 [4, 1, 4, 4].
 #include <cmath>
@@ -58,10 +60,18 @@ int main(int argc, char** argv) {
     options.variance = ddpm::choice_from_name<ddpm::Variance>(argv[6], "variance");
 
     std::vector<float> calls;
+    const bool learned = options.variance == ddpm::Variance::learned;
     const ddpm::EpsilonPredictor model = [&](const torch::Tensor& x, const torch::Tensor& t) {
       const double value = t[0].to(torch::kFloat64).item<double>();
       calls.push_back(static_cast<float>(value));
-      return oracle_eps(x, value, sigmas);
+      const torch::Tensor eps = oracle_eps(x, value, sigmas);
+      if (!learned) return eps;
+      const auto p = torch::arange(kPixels, torch::kFloat64);
+      const auto v = (-0.9 + 1.8 * torch::remainder(3 * p, kPixels) / double(kPixels - 1))
+                         .view({1, 1, 4, 4})
+                         .to(torch::kFloat32)
+                         .expand_as(eps);
+      return torch::cat({eps, v}, 1);
     };
     auto generator = at::detail::createCPUGenerator(20261202);
     const torch::Tensor x_T = torch::randn({4, 1, 4, 4}, generator);

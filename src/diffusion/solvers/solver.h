@@ -17,11 +17,14 @@ namespace ddpm::solvers {
 struct StepContext {
   const TimestepGrid& grid;
   const SamplerOptions& options;
-  // eps_theta(x, timestep of grid point `point`): one network evaluation.
-  std::function<torch::Tensor(const torch::Tensor& x, int point)> eps;
+  // eps_theta(x, timestep of grid point `point`), with the variance output of a
+  // model.learn_variance model: one network evaluation.
+  std::function<GridOutput(const torch::Tensor& x, int point)> evaluate;
   // The fresh standard-normal z of reverse step `step`, shaped like x. A solver calls it at most
   // once per step, and only at steps that add noise.
   std::function<torch::Tensor(int step)> noise;
+
+  torch::Tensor eps(const torch::Tensor& x, int point) const { return evaluate(x, point).eps; }
 };
 
 struct StepResult {
