@@ -33,7 +33,8 @@ loop's 8-bit images from the same x_T and noise (at most 1/255 apart).
 Then: import -> export -> diffusers loads the folder with no missing or unexpected keys and gives
 the same epsilon, and DDPMPipeline runs it; -> import again -> identical weights. The same for a
 run that `ddpm train` wrote. `ddpm train --init-from` starts from a diffusers folder's weights,
-and refuses a model section that differs, naming the key.
+and refuses a model section that differs, naming the key. A student of `ddpm distill` exports as
+a DDIMPipeline on its trailing grid, and diffusers' DDIM loop gives `ddpm sample`'s images.
 """
 import argparse
 import inspect
@@ -49,7 +50,7 @@ import torch
 
 try:
     import diffusers
-    from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
     from diffusers.schedulers import scheduling_ddpm
     from PIL import Image
 except ImportError:
@@ -336,6 +337,30 @@ class Checker:
         print(f"train --init-from: started from the folder's weights (max drift {drift:.1e} "
               f"after one step at lr 1e-9), source recorded; a different model.norm_eps refused")
 
+    def check_distilled_student(self):
+        """A student of `ddpm distill` (one round, 8 -> 4 steps, of a 2-step v-prediction run)
+        exports as a DDIMPipeline whose DDIMScheduler visits the student's trailing grid, and
+        diffusers' DDIM loop on it gives `ddpm sample`'s 8-bit images."""
+        run_dir = self.workdir / "own_run"  # check_own_run's
+        images = self.workdir / "own_images"
+        student_run = self.workdir / "distilled"
+        self.ddpm_run("distill", "--teacher", run_dir, "--data", images, "--out", student_run,
+                      "--set", "distill.start_steps=8", "--set", "distill.end_steps=4",
+                      "--set", "distill.steps_per_round=2", "--set", "train.sample_every=0")
+        folder = self.workdir / "distilled_exported"
+        self.ddpm_run("export", "--checkpoint", student_run / "rounds" / "steps_004",
+                      "--out", folder)
+        index = json.loads((folder / "model_index.json").read_text())
+        assert index["_class_name"] == "DDIMPipeline", index
+        pipeline = DDIMPipeline.from_pretrained(folder)
+        scheduler_config = dict(pipeline.scheduler.config)
+        assert scheduler_config["timestep_spacing"] == "trailing", scheduler_config
+        pipeline.scheduler.set_timesteps(4)
+        timesteps = pipeline.scheduler.timesteps.tolist()
+        assert timesteps == [99, 74, 49, 24], timesteps  # T = 100: round((i+1) 25) - 1
+        unet = UNet2DModel.from_pretrained(folder / "unet")
+        self.check_ddim("distilled_student", folder, unet, scheduler_config, steps=4)
+
     def check_own_run(self, conditional=False):
         """A run that `ddpm train` wrote (the DDPM layout, ddim sampling, uniform spacing, v
         prediction: the exported scheduler says v_prediction); `conditional`: on two class
@@ -504,6 +529,7 @@ def main():
                  ).save_pretrained(conditional_folder)
     check.check_export_round_trip("conditional_pipeline", conditional_folder, conditional)
     check.check_own_run()
+    check.check_distilled_student()
     check.check_own_run(conditional=True)
     print("Hugging Face interop: every check passed")
 

@@ -118,6 +118,10 @@ struct SamplePlan {
   std::string mode;                    // "sample", "image-to-image" or "inpaint"
   double strength = 1.0;               // image-to-image's
   int jump_length = 0, jump_n_sample = 0;  // inpainting's
+  // The model timesteps the chain visits, in order (sampling from noise; empty otherwise).
+  std::vector<double> timesteps;
+  // What the caller should know: a distilled student sampled off the grid it was distilled for.
+  std::vector<std::string> warnings;
 };
 
 // Input images and masks read from files for SampleRequest::init_images and masks.
@@ -239,6 +243,11 @@ struct TrainRequest {
   std::string run_dir;                 // checkpoints, metrics.jsonl, samples/ go here
   bool resume = false;                 // continue run_dir from its latest checkpoint
   std::string init_from;  // fine-tune from a checkpoint, run directory or diffusers folder
+  // Progressive distillation (`ddpm distill`): the teacher, a checkpoint, run directory or
+  // diffusers folder; config_file then holds the keys laid over the teacher's config (its
+  // distill and train sections), and the run distils in rounds (docs/DISTILLATION.md).
+  bool distill = false;
+  std::string teacher;
   std::function<void(const TrainStepReport&)> on_step;
   // Checked before every step: when true, the run writes a checkpoint and returns with
   // `stopped` set (resume it later with resume = true).

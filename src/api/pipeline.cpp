@@ -12,6 +12,7 @@
 #include "ddpm/ddpm_tensor.h"
 #include "diffusion/generation.h"
 #include "diffusion/guidance.h"
+#include "diffusion/timestep_grid.h"
 #include "formats/image_io.h"
 #include "formats/image_tensor.h"
 #include "interop/model_source.h"
@@ -145,6 +146,21 @@ SamplePlan Pipeline::plan(const SampleRequest& request) const {
   if (resolved.inputs.mask.defined()) {
     plan.jump_length = resolved.settings.repaint.jump_length;
     plan.jump_n_sample = resolved.settings.repaint.jump_n_sample;
+  }
+  if (plan.mode == "sample") {
+    plan.timesteps = timestep_grid(state_->model.schedule.table(), sample.sampler, sample.steps,
+                                   sample.spacing)
+                         .timesteps;
+  }
+  const Config& trained = state_->source.config;
+  if (trained.distill.start_steps > 0 &&
+      (sample.sampler != SamplerKind::ddim || sample.steps != trained.sample.steps ||
+       sample.spacing != trained.sample.spacing || sample.eta != 0.0)) {
+    plan.warnings.push_back(
+        "this model was distilled for ddim, " + std::to_string(trained.sample.steps) +
+        " steps, " + choice_name(trained.sample.spacing) + " spacing (its sample section); " +
+        plan.sampler + ", " + std::to_string(plan.steps) + " steps, " + plan.spacing +
+        " spacing runs a chain it was not trained for: expect worse images");
   }
   return plan;
 }

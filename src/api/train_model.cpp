@@ -3,6 +3,7 @@
 #include "base/log.h"
 #include "ddpm/ddpm.h"
 #include "distributed/distributed_env.h"
+#include "train/distill_setup.h"
 #include "train/train_setup.h"
 #include "train/trainer.h"
 
@@ -12,8 +13,15 @@ TrainReport train_model(const TrainRequest& request) {
   if (request.run_dir.empty()) {
     throw Error(ErrorKind::usage, "TrainRequest::run_dir is empty: name the run directory");
   }
-  const TrainSetup setup = prepare_training(request.config_file, request.overrides, request.data,
-                                            request.run_dir, request.resume, request.init_from);
+  if (request.distill && !request.init_from.empty()) {
+    throw Error(ErrorKind::usage, "a distillation starts from its teacher; drop --init-from");
+  }
+  const TrainSetup setup =
+      request.distill
+          ? prepare_distillation(request.teacher, request.config_file, request.overrides,
+                                 request.data, request.run_dir, request.resume)
+          : prepare_training(request.config_file, request.overrides, request.data,
+                             request.run_dir, request.resume, request.init_from);
   TrainRun run;
   run.run_dir = request.run_dir;
   run.resume = request.resume;

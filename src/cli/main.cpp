@@ -32,6 +32,8 @@ const std::vector<Command>& commands() {
       {"export", "write a checkpoint as a diffusers DDPMPipeline folder", ddpm::cli::run_export},
       {"eval", "FID, KID and precision/recall of generated images against real ones",
        ddpm::cli::run_eval},
+      {"distill", "distil a model to a few sampling steps (progressive distillation)",
+       ddpm::cli::run_distill},
       {"nll", "the variational bound of images in bits per dimension", ddpm::cli::run_nll},
       {"bench", "measure training and sampling throughput, memory and FLOP utilisation",
        ddpm::cli::run_bench},

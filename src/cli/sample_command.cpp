@@ -131,6 +131,16 @@ void log_plan(const Pipeline& pipeline, const SamplePlan& plan,
                  : " (step " + std::to_string(pipeline.step()) +
                        (weights == "ema" ? ", EMA" : ", raw weights") + ")") +
             (given_noise ? ", x_T from --noise" : "") + " on " + pipeline.device_description());
+  if (!plan.timesteps.empty() && plan.timesteps.size() <= 32) {
+    std::string list;
+    for (double t : plan.timesteps) {
+      std::ostringstream value;
+      value << t;
+      list += " " + value.str();
+    }
+    log::info("timesteps" + list);
+  }
+  for (const std::string& warning : plan.warnings) log::warn(warning);
   if (!plan.image_classes.empty()) {
     std::string names;
     for (int64_t label : plan.classes) names += " " + class_names[label];

@@ -58,13 +58,13 @@ extern "C" void on_stop_signal(int) {
   ::_exit(130);
 }
 
+}  // namespace
+
 std::string command_line(int argc, char** argv) {
   std::string text = "ddpm";
   for (int i = 0; i < argc; ++i) text += std::string(" ") + argv[i];
   return text;
 }
-
-}  // namespace
 
 int run_train(int argc, char** argv) {
   cxxopts::Options options(
@@ -117,6 +117,11 @@ int run_train(int argc, char** argv) {
   request.resume = resume;
   request.init_from = text("init-from");
   request.command_line = command_line(argc, argv);
+  return run_training_request(request, run_dir, "train");
+}
+
+int run_training_request(TrainRequest& request, const std::filesystem::path& run_dir,
+                         const std::string& command) {
   request.stop = &stop_requested;
   request.launcher_environment = true;  // one rank of torchrun's or srun's, or alone
   std::optional<ProgressDisplay> display;
@@ -136,8 +141,8 @@ int run_train(int argc, char** argv) {
   if (report.stopped && report.rank != 0) return 130;
   if (report.stopped) {
     log::warn("interrupted at step " + std::to_string(report.last_step) + "; checkpoint " +
-              report.last_checkpoint + ". Continue with: ddpm train --out " + run_dir.string() +
-              " --resume");
+              report.last_checkpoint + ". Continue with: ddpm " + command + " --out " +
+              run_dir.string() + " --resume");
     return 130;
   }
   log::info("done: " + std::to_string(report.last_step) + " steps; checkpoint " +

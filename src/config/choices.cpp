@@ -60,6 +60,11 @@ const std::vector<std::string>& choice_names(Spacing) {
   return names;
 }
 
+const std::vector<std::string>& choice_names(DistillWeighting) {
+  static const std::vector<std::string> names = {"truncated_snr", "snr_plus_one"};
+  return names;
+}
+
 std::vector<std::string> timestep_spacing_names() {
   std::vector<std::string> names;
   for (const std::string& name : choice_names<Spacing>()) {

@@ -39,6 +39,9 @@ enum class Variance { fixed_large, fixed_small, learned };
 // sample.spacing (timestep_grid.h says what each gives); karras only for the sigma-space
 // samplers.
 enum class Spacing { uniform, quadratic, leading, trailing, linspace, karras };
+// distill.weighting: the weight of a distillation example's squared error in x0 (distillation.h),
+// max(SNR, 1) ("truncated SNR", Salimans & Ho 2022's default) or SNR + 1.
+enum class DistillWeighting { truncated_snr, snr_plus_one };
 
 // The names of each choice, in enum order (the argument only selects the table).
 const std::vector<std::string>& choice_names(LabelSource);
@@ -52,6 +55,7 @@ const std::vector<std::string>& choice_names(TimestepSampling);
 const std::vector<std::string>& choice_names(OnNonfinite);
 const std::vector<std::string>& choice_names(Variance);
 const std::vector<std::string>& choice_names(Spacing);
+const std::vector<std::string>& choice_names(DistillWeighting);
 inline const std::vector<std::string>& choice_names(Precision) { return precision_names(); }
 
 template <typename Choice>

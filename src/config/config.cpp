@@ -299,7 +299,47 @@ void validate_objective(const Config& config) {
           "or train.loss simple or hybrid");
 }
 
+bool power_of_two(int64_t value) { return value >= 1 && (value & (value - 1)) == 0; }
+
+// A distillation's section, and what it asks of the others (DistillConfig in config.h).
+void validate_distill(const Config& config) {
+  const DistillConfig& distill = config.distill;
+  if (distill.start_steps == 0) return;
+  const int T = config.diffusion.timesteps;
+  require(power_of_two(distill.start_steps) && distill.start_steps >= 2 &&
+              distill.start_steps <= T,
+          "distill.start_steps",
+          "must be a power of two from 2 to diffusion.timesteps (" + str(T) + "), e.g. 128, got " +
+              str(distill.start_steps));
+  require(power_of_two(distill.end_steps) && distill.end_steps < distill.start_steps,
+          "distill.end_steps",
+          "must be a power of two below distill.start_steps (" + str(distill.start_steps) +
+              "), e.g. 4 or 1, got " + str(distill.end_steps));
+  require(distill.steps_per_round >= 1, "distill.steps_per_round",
+          "must be >= 1, got " + str(distill.steps_per_round));
+  require(std::isfinite(distill.guidance) && distill.guidance >= 0.0, "distill.guidance",
+          "must be a number >= 0 (1: the teacher's conditional model alone), got " +
+              str(distill.guidance));
+  require(distill.guidance == 1.0 || config.model.num_classes > 0, "distill.guidance",
+          "guides a class-conditional teacher; this model has no classes: leave it at 1");
+  const int64_t rounds = distillation_rounds(distill);
+  require(config.train.steps == rounds * distill.steps_per_round, "train.steps",
+          "of a distillation is its " + str(rounds) + " rounds x distill.steps_per_round (" +
+              str(rounds * distill.steps_per_round) + "; ddpm distill sets it), got " +
+              str(config.train.steps));
+  require(config.train.timestep_sampling == TimestepSampling::uniform, "train.timestep_sampling",
+          "distillation draws its own timesteps (the student's grid): set it to uniform");
+}
+
 }  // namespace
+
+int64_t distillation_rounds(const DistillConfig& distill) {
+  int64_t rounds = 0;
+  for (int64_t steps = distill.start_steps; steps > distill.end_steps && steps > 1; steps /= 2) {
+    ++rounds;
+  }
+  return rounds;
+}
 
 void validate(const Config& config) {
   validate_data(config.data);
@@ -308,6 +348,7 @@ void validate(const Config& config) {
   validate_train(config.train);
   validate_sample(config.sample, config.diffusion);
   validate_objective(config);
+  validate_distill(config);
 }
 
 }  // namespace ddpm

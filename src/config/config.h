@@ -167,12 +167,29 @@ struct SampleConfig {
   bool operator==(const SampleConfig&) const = default;
 };
 
+// Progressive distillation (`ddpm distill`, Salimans & Ho 2022; distillation.h): rounds of
+// train.steps / rounds steps each, from a student of start_steps / 2 DDIM steps (trailing
+// spacing) down to one of end_steps. start_steps 0: not a distillation (ddpm train's configs);
+// a config with start_steps > 0 is a distillation run's, or a distilled student's, whose sample
+// section names the ddim grid it was distilled for.
+struct DistillConfig {
+  int start_steps = 0;             // the first teacher's DDIM steps: a power of two <= T
+  int end_steps = 4;               // the last student's: a power of two < start_steps
+  int64_t steps_per_round = 5000;  // optimiser steps per halving
+  DistillWeighting weighting = DistillWeighting::truncated_snr;
+  // The teacher's classifier-free guidance (class-conditional teachers): its guided DDIM steps
+  // are the targets, so the student samples at guidance 1 with one pass per step.
+  double guidance = 1.0;
+  bool operator==(const DistillConfig&) const = default;
+};
+
 struct Config {
   DataConfig data;
   ModelConfig model;
   DiffusionConfig diffusion;
   TrainConfig train;
   SampleConfig sample;
+  DistillConfig distill;
   bool operator==(const Config&) const = default;
 };
 
@@ -188,6 +205,9 @@ int num_levels(const ModelConfig& model);
 
 // The number of heads of an attention block `width` channels wide.
 int attention_heads_at(const ModelConfig& model, int width);
+
+// The rounds of a distillation: log2(start_steps / end_steps) (0 when start_steps is 0).
+int64_t distillation_rounds(const DistillConfig& distill);
 
 // The model keys that only training reads (dropout): two models that differ in them have the
 // same weights and outputs.

@@ -127,6 +127,15 @@ void visit_fields(Sample& sample, Visit&& visit) {
   visit("jump_n_sample", sample.jump_n_sample);
 }
 
+template <SectionOf<DistillConfig> Distill, typename Visit>
+void visit_fields(Distill& distill, Visit&& visit) {
+  visit("start_steps", distill.start_steps);
+  visit("end_steps", distill.end_steps);
+  visit("steps_per_round", distill.steps_per_round);
+  visit("weighting", distill.weighting);
+  visit("guidance", distill.guidance);
+}
+
 // visit_sections(config, visit) calls visit(section name, section struct) for each section.
 template <SectionOf<Config> AnyConfig, typename Visit>
 void visit_sections(AnyConfig& config, Visit&& visit) {
@@ -135,6 +144,7 @@ void visit_sections(AnyConfig& config, Visit&& visit) {
   visit("diffusion", config.diffusion);
   visit("train", config.train);
   visit("sample", config.sample);
+  visit("distill", config.distill);
 }
 
 }  // namespace ddpm

@@ -223,7 +223,7 @@ void apply_override(Config& config, const std::string& assignment) {
   });
 }
 
-Config load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+json read_config_file(const std::filesystem::path& file) {
   json root = parse_file(file);
   // Paths written in the file are relative to it (those of --set to the current folder).
   const auto resolve = [&](const char* section, const char* key) {
@@ -240,6 +240,11 @@ Config load_config(const std::filesystem::path& file, const std::vector<std::str
   resolve("data", "path");
   resolve("train", "eval_real");
   resolve("train", "eval_feature_net");
+  return root;
+}
+
+Config load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  json root = read_config_file(file);
   for (const auto& assignment : overrides) apply_override(root, assignment);
   try {
     return config_from_json(root);

@@ -28,6 +28,11 @@ void apply_override(nlohmann::json& json, const std::string& assignment);
 // are checked, the whole config is not (call validate() once all are applied).
 void apply_override(Config& config, const std::string& assignment);
 
+// A JSON config file as it is, but with its relative paths (data.path, train.eval_real,
+// train.eval_feature_net) made relative to its folder; not parsed into a Config. Throws
+// ddpm::Error (config) for a missing, unreadable, oversized or invalid file.
+nlohmann::json read_config_file(const std::filesystem::path& file);
+
 // Reads a JSON config file, applies the overrides in order, parses and validates.
 // A relative data.path in the file is taken relative to the file's folder.
 Config load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides);

@@ -89,6 +89,7 @@ void save_checkpoint(const fs::path& path, const TrainingState& state) {
     dict.insert("loss_scale", state.loss_scale);
     dict.insert("loss_scale_good_steps", state.loss_scale_good_steps);
   }
+  if (!state.teacher.empty()) dict.insert("teacher", to_ivalue(state.teacher));
   if (!state.timestep_sampler.empty()) {
     dict.insert("timestep_sampler", to_ivalue(state.timestep_sampler));
   }
@@ -138,6 +139,7 @@ TrainingState load_checkpoint(const fs::path& path) {
       state.loss_scale_good_steps < 0) {
     throw checkpoint_error(path, "holds a negative or non-finite loss scale or step count");
   }
+  if (dict.contains("teacher")) state.teacher = tensor_map(dict, "teacher", path);
   if (dict.contains("timestep_sampler")) {
     state.timestep_sampler = tensor_map(dict, "timestep_sampler", path);
   }

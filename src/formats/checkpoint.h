@@ -43,6 +43,8 @@ struct TrainingState {
   // train.timestep_sampling loss_aware: the resampler's loss history (timestep_resampler.h);
   // empty otherwise.
   TensorMap timestep_sampler;
+  // A distillation run (ddpm distill): the current round's teacher. Empty otherwise.
+  TensorMap teacher;
 };
 
 // Writes atomically (a crash leaves the previous file intact). Throws ddpm::Error on failure.

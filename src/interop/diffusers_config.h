@@ -38,10 +38,11 @@ nlohmann::json diffusers_unet_config(const Config& config);
 // scheduler/scheduler_config.json: a DDPMScheduler with the config's noise schedule (the betas
 // themselves, as trained_betas, when no named diffusers schedule is the same) and its sampling
 // defaults. A sampling choice diffusers has no name for (sample.spacing quadratic) is a line
-// in `warnings`.
+// in `warnings`. A distilled student's (distill.start_steps > 0) is a DDIMScheduler on its
+// trailing grid, with its steps in _ddpm_sample_steps.
 nlohmann::json diffusers_scheduler_config(const Config& config, std::vector<std::string>& warnings);
 
-// model_index.json of a DDPMPipeline.
-nlohmann::json diffusers_pipeline_index();
+// model_index.json of a DDPMPipeline (a DDIMPipeline for a distilled student).
+nlohmann::json diffusers_pipeline_index(const Config& config);
 
 }  // namespace ddpm

@@ -114,6 +114,29 @@ json diffusers_unet_config(const Config& config) {
   return unet_config;
 }
 
+namespace {
+
+// A distilled student (distillation.h) samples with DDIM on its trailing grid: DDIMScheduler,
+// alpha_bar 1 after the last step, and its number of steps in _ddpm_sample_steps (diffusers'
+// pipelines take the number at call time: num_inference_steps).
+void distilled_scheduler(json& scheduler, const Config& config,
+                         std::vector<std::string>& warnings) {
+  const int steps = config.sample.steps;
+  scheduler["_class_name"] = "DDIMScheduler";
+  scheduler.erase("variance_type");
+  scheduler["set_alpha_to_one"] = true;
+  scheduler["_ddpm_sample_steps"] = steps;
+  if (config.diffusion.timesteps % steps != 0) {
+    warnings.push_back(
+        "diffusers' DDIMScheduler steps from t to t - T // num_inference_steps, which is the "
+        "trailing grid's next timestep only when the steps divide T (" +
+        std::to_string(config.diffusion.timesteps) + "); this " + std::to_string(steps) +
+        "-step student samples as distilled with ddpm, not exactly with diffusers");
+  }
+}
+
+}  // namespace
+
 json diffusers_scheduler_config(const Config& config, std::vector<std::string>& warnings) {
   const DiffusionConfig& diffusion = config.diffusion;
   const SampleConfig& sample = config.sample;
@@ -137,7 +160,7 @@ json diffusers_scheduler_config(const Config& config, std::vector<std::string>& 
                        "config says leading, diffusers' default");
     spacing = "leading";
   }
-  return {{"_class_name", "DDPMScheduler"},
+  json scheduler = {{"_class_name", "DDPMScheduler"},
           {"_diffusers_version", kDiffusersVersion},
           {"_ddpm_version", DDPM_VERSION},
           {"num_train_timesteps", diffusion.timesteps},
@@ -154,12 +177,15 @@ json diffusers_scheduler_config(const Config& config, std::vector<std::string>& 
           {"timestep_spacing", spacing},
           {"steps_offset", 0},
           {"rescale_betas_zero_snr", false}};
+  if (config.distill.start_steps > 0) distilled_scheduler(scheduler, config, warnings);
+  return scheduler;
 }
 
-json diffusers_pipeline_index() {
-  return {{"_class_name", "DDPMPipeline"},
+json diffusers_pipeline_index(const Config& config) {
+  const bool distilled = config.distill.start_steps > 0;
+  return {{"_class_name", distilled ? "DDIMPipeline" : "DDPMPipeline"},
           {"_diffusers_version", kDiffusersVersion},
-          {"scheduler", {"diffusers", "DDPMScheduler"}},
+          {"scheduler", {"diffusers", distilled ? "DDIMScheduler" : "DDPMScheduler"}},
           {"unet", {"diffusers", "UNet2DModel"}}};
 }
 

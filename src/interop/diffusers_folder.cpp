@@ -239,7 +239,7 @@ void write_diffusers_pipeline(const fs::path& folder, const Config& config,
   write_safetensors(folder / "unet" / (std::string(kWeightsStem) + ".safetensors"), weights);
   write_json(folder / "unet" / "config.json", unet_config);
   write_json(folder / "scheduler" / "scheduler_config.json", scheduler_config);
-  write_json(folder / "model_index.json", diffusers_pipeline_index());
+  write_json(folder / "model_index.json", diffusers_pipeline_index(config));
 }
 
 }  // namespace ddpm

@@ -55,7 +55,11 @@ void read_sampler(DiffusersFields& fields, const SchedulerClass& scheduler, int6
   sample.steps = every_timestep ? static_cast<int>(timesteps)
                                 : static_cast<int>(std::clamp<int64_t>(timesteps - 1, 1, 50));
   sample.sampler = SamplerKind::ddpm;
-  if (name == "DDIMScheduler") sample.sampler = SamplerKind::ddim;
+  if (name == "DDIMScheduler") {
+    sample.sampler = SamplerKind::ddim;
+    // A distilled student's export (distillation.h) names the steps it was distilled for.
+    sample.steps = fields.integer("_ddpm_sample_steps", sample.steps, 1);
+  }
   if (name == "EulerDiscreteScheduler") sample.sampler = SamplerKind::euler;
   if (name == "EulerAncestralDiscreteScheduler") sample.sampler = SamplerKind::euler_ancestral;
   if (name == "HeunDiscreteScheduler") sample.sampler = SamplerKind::heun;

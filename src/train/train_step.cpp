@@ -73,7 +73,7 @@ LossOptions loss_options(const Config& config) {
 
 TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
                      const TrainConfig& options, const LossOptions& loss, Precision precision,
-                     ProcessGroup* group)
+                     ProcessGroup* group, const StepObjective* objective)
     : model_(model),
       schedule_(schedule),
       options_(options),
@@ -86,6 +86,7 @@ TrainStep::TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule
                                   .weight_decay(options.weight_decay)),
       ema_(*model, *ema_model, {options.ema_decay, options.ema_warmup, options.ema_power}),
       loss_options_(loss),
+      objective_(objective),
       noise_(schedule.timesteps()) {
   if (precision == Precision::fp16) scaler_.emplace(loss_scaler_options(options));
   if (options.timestep_sampling == TimestepSampling::loss_aware) {
@@ -123,7 +124,9 @@ torch::Tensor TrainStep::accumulate_gradients(const torch::Tensor& x0, const Noi
       AutocastGuard autocast(precision_, x0.device());
       const NoiseDraw part_draw{range(draw.t), range(draw.eps),
                                 draw.weight.defined() ? range(draw.weight) : draw.weight};
-      if (example_losses_out == nullptr) {
+      if (objective_ != nullptr) {
+        loss = objective_->example_losses(predictor, range(x0), part_draw, part_classes).mean();
+      } else if (example_losses_out == nullptr) {
         loss = training_loss(predictor, schedule_, range(x0), part_draw, loss_options_);
       } else {
         const torch::Tensor losses =
@@ -190,7 +193,8 @@ void TrainStep::finish_update(const torch::Tensor& x0, bool stop_requested, int6
 
 TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise, int64_t step,
                                  bool stop_requested, const torch::Tensor& labels) {
-  const NoiseDraw draw = noise_.take(x0, noise);
+  NoiseDraw draw = noise_.take(x0, noise);
+  if (objective_ != nullptr) objective_->choose_timesteps(draw, noise);
   // The next step's draws, made while this one runs (the step after `step` is step + 1 of the
   // same examples, in ddpm train and in ddpm bench).
   noise_.prefetch(x0, {noise.seed, noise.step + 1, noise.first_example});
@@ -206,7 +210,8 @@ TrainStep::Result TrainStep::run(const torch::Tensor& x0, const NoiseKey& noise,
   }
   const torch::Tensor classes =
       labels.defined()
-          ? drop_classes(labels, options_.class_dropout, model_->no_class(), noise)
+          ? drop_classes(labels, objective_ ? 0.0 : options_.class_dropout, model_->no_class(),
+                         noise)
                 .to(x0.device(), /*non_blocking=*/true)
           : labels;
   Result result;

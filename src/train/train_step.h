@@ -24,6 +24,19 @@
 
 namespace ddpm {
 
+// An objective other than the config's diffusion loss (distillation: distill_objective.h).
+class StepObjective {
+ public:
+  virtual ~StepObjective() = default;
+  // Replaces the timesteps (and weights) of step `noise`'s draws.
+  virtual void choose_timesteps(NoiseDraw& draw, const NoiseKey& noise) const = 0;
+  // Each example's loss ([B] float32) of `model` (its raw output) on x0 with the draws; the
+  // classes of a class-conditional model (undefined otherwise). Runs under autocast.
+  virtual torch::Tensor example_losses(const EpsilonPredictor& model, const torch::Tensor& x0,
+                                       const NoiseDraw& draw,
+                                       const torch::Tensor& classes) const = 0;
+};
+
 class TrainStep {
  public:
   struct Result {
@@ -38,10 +51,11 @@ class TrainStep {
   };
 
   // With a process group, every rank's model must start equal (see ProcessGroup); the
-  // gradients are then averaged, so the models stay equal step after step.
+  // gradients are then averaged, so the models stay equal step after step. With an
+  // `objective` (which must outlive the step), it replaces `loss`, and no class is dropped.
   TrainStep(UNet& model, UNet& ema_model, const NoiseSchedule& schedule,
             const TrainConfig& options, const LossOptions& loss, Precision precision,
-            ProcessGroup* group = nullptr);
+            ProcessGroup* group = nullptr, const StepObjective* objective = nullptr);
 
   // x0 is this rank's part of the batch; `step` is 0-based and sets the warm-up learning rate.
   // `stop_requested` is this rank's wish to stop after the step; the ranks agree in Result::stop.
@@ -81,6 +95,7 @@ class TrainStep {
   torch::optim::Adam optimizer_;
   ExponentialMovingAverage ema_;
   LossOptions loss_options_;
+  const StepObjective* objective_;
   NoisePrefetcher noise_;
 };
 

@@ -24,9 +24,11 @@
 #include "formats/run_log.h"
 #include "formats/weights.h"
 #include "model/unet.h"
-#include "train/loss_scaler.h"
+#include "train/distill_objective.h"
+#include "train/distill_rounds.h"
 #include "train/run_directory.h"
 #include "train/sample_grid.h"
+#include "train/train_setup.h"
 #include "train/train_step.h"
 #include "train/training_eval.h"
 #include "train/training_state.h"
@@ -41,27 +43,6 @@ std::string format_number(double value) {
   out.precision(6);
   out << value;
   return out.str();
-}
-
-// In a multi-process run: the process group, after checking that every rank runs the same
-// config, since every rank must make the same collective calls (only the data may sit at
-// another path on each node). Alone: none.
-std::unique_ptr<ProcessGroup> join_ranks(const Config& config, const DistributedEnv& env,
-                                         torch::Device device) {
-  if (!env.distributed()) return nullptr;
-  auto group = std::make_unique<ProcessGroup>(env, device,
-                                              std::chrono::seconds(config.train.dist_timeout_s));
-  const int batch = config.train.batch_size;
-  log::info(std::to_string(env.world_size) + " processes (" + group->backend_name() +
-            ", launched by " + env.launcher + "), global batch " + std::to_string(batch) +
-            " = " + std::to_string(env.world_size) + " x " + std::to_string(batch / env.world_size));
-  nlohmann::json shared = config_to_json(config);
-  shared["data"].erase("path");
-  const uint64_t config_hash = std::hash<std::string>{}(shared.dump()) & ((1ull << 52) - 1);
-  check_same_value(*group, static_cast<int64_t>(config_hash),
-                   "the config (a hash of it, data.path aside)",
-                   "start every rank with the same --config and --set options");
-  return group;
 }
 
 // One training run, in named phases: set-up (options, data, run directory, models, resume,
@@ -81,6 +62,8 @@ class TrainingRun {
   void resume_from_checkpoint();
   void agree_with_other_ranks();
   TrainStep::Result step_once(bool stop_wanted);
+  int64_t optimizer_step() const;
+  void end_round();
   void count_skipped_step(const TrainStep::Result& result);
   void log_interval(const TrainStep::Result& result, double lr, double elapsed);
   void write_step_outputs();
@@ -108,6 +91,7 @@ class TrainingRun {
   std::string weights_source_;
   std::optional<NoiseSchedule> schedule_;
   std::optional<TrainStep> train_step_;
+  std::unique_ptr<DistillationObjective> distill_;  // ddpm distill: the round's teacher
   TrainSummary summary_;
   int64_t step_ = 0;
   std::optional<AppendOnlyFile> metrics_;
@@ -135,7 +119,7 @@ TrainingRun::TrainingRun(const Config& requested, const TrainRun& run)
       device_(rank_device(options_.device, env_)),
       precision_(options_.precision) {
   check_options();
-  group_ = join_ranks(config_, env_, device_);
+  group_ = join_training_ranks(config_, env_, device_);
   log::info("training on " + describe_device(device_) + ", run directory " +
             run_.run_dir.string());
   open_data();
@@ -205,8 +189,12 @@ void TrainingRun::create_models() {
   ema_model_->set_channels_last(prefers_channels_last(device_));
   ema_model_->eval();
   schedule_.emplace(NoiseSchedule(config_.diffusion).to(device_));
+  if (config_.distill.start_steps > 0) {
+    distill_ = std::make_unique<DistillationObjective>(config_, *schedule_, device_);
+    distill_->start_round(0, *model_);  // the teacher's weights (run.init_weights)
+  }
   train_step_.emplace(model_, ema_model_, *schedule_, options_, loss_options(config_), precision_,
-                      group_.get());
+                      group_.get(), distill_.get());
 }
 
 void TrainingRun::resume_from_checkpoint() {
@@ -230,6 +218,7 @@ void TrainingRun::resume_from_checkpoint() {
       resampler->restore(state.timestep_sampler, "checkpoint '" + file.string() + "'");
     }
   }
+  if (distill_) distill_->resume(state.teacher, distill_round(config_, step_), file);
   summary_.last_checkpoint = file;
   if (writer_) drop_metrics_after(run_.run_dir / "metrics.jsonl", step_);
   log::info("resumed from " + file.string() + " at step " + std::to_string(step_));
@@ -261,7 +250,7 @@ TrainSummary TrainingRun::run() {
       break;
     }
     const TrainStep::Result result = step_once(stop_wanted);
-    const double lr = learning_rate(options_, step_);
+    const double lr = learning_rate(options_, optimizer_step());
     count_skipped_step(result);
     ++step_;
     const double elapsed =
@@ -273,6 +262,8 @@ TrainSummary TrainingRun::run() {
     progress_.lr = lr;
     progress_.elapsed_seconds = elapsed;
     if (run_.on_progress) run_.on_progress(progress_);
+    // Before a stop, so that a checkpoint at a round's end always holds the next round's start.
+    if (distill_ && step_ % config_.distill.steps_per_round == 0) end_round();
     if (result.stop) {
       summary_.interrupted = true;
       break;
@@ -290,7 +281,39 @@ TrainStep::Result TrainingRun::step_once(bool stop_wanted) {
   const DataLoader::Batch batch = loader_->next_batch();
   const auto x0 = batch.images.to(device_, /*non_blocking=*/true);
   const NoiseKey noise{options_.seed, step_, int64_t{env_.rank} * local_batch_};
-  return train_step_->run(x0, noise, step_, stop_wanted, batch.labels);
+  return train_step_->run(x0, noise, optimizer_step(), stop_wanted, batch.labels);
+}
+
+// The step that sets the warm-up and the EMA ramp: a distillation restarts both every round.
+int64_t TrainingRun::optimizer_step() const {
+  return distill_ ? step_ % config_.distill.steps_per_round : step_;
+}
+
+// A distillation round ends: its student (the EMA weights) is published, sampled and scored,
+// then (but after the last round) becomes the next round's teacher and student, with a fresh
+// optimizer and EMA.
+void TrainingRun::end_round() {
+  const int64_t round = step_ / config_.distill.steps_per_round - 1;
+  const Config student = student_config(config_, round);
+  if (writer_) {
+    try {
+      publish_student(run_.run_dir, ema_model_, *schedule_, student, step_,
+                      "ddpm distill: round " + std::to_string(round + 1) + " of " +
+                          run_.run_dir.string(),
+                      options_.sample_every > 0);
+    } catch (const Error& error) {
+      throw stopped_by_write_failure(error, last_good_checkpoint_);
+    }
+  }
+  if (evaluator_) evaluate();
+  if (step_ == options_.steps) return;
+  distill_->start_round(round + 1, *ema_model_);
+  copy_weights(*ema_model_, *model_);
+  train_step_.emplace(model_, ema_model_, *schedule_, options_, loss_options(config_), precision_,
+                      group_.get(), distill_.get());
+  log::info("round " + std::to_string(round + 2) + ": " +
+            std::to_string(distill_->teacher_steps()) + "-step teacher, " +
+            std::to_string(distill_->teacher_steps() / 2) + "-step student");
 }
 
 // The step policy: an fp16 overflow skips the step (and stops the run when the loss scale
@@ -353,6 +376,7 @@ void TrainingRun::log_interval(const TrainStep::Result& result, double lr, doubl
                            {"wall_time_s", elapsed},
                            {"skipped_steps", summary_.skipped_steps}};
     if (train_step_->loss_scaler()) line["loss_scale"] = result.loss_scale;
+    if (distill_) line.update(round_fields(config_, step_));
     write_metrics(line);
   }
   summary_.last_loss = progress_.loss;
@@ -361,9 +385,12 @@ void TrainingRun::log_interval(const TrainStep::Result& result, double lr, doubl
   interval_start_ = now;
 }
 
-// What a finished step leaves: a checkpoint, a grid, an evaluation, each on its own period.
+// What a finished step leaves: a checkpoint, a grid, an evaluation, each on its own period (a
+// distillation round's end has its own grid and evaluation: end_round).
 void TrainingRun::write_step_outputs() {
   if (step_ % options_.checkpoint_every == 0 || step_ == options_.steps) save();
+  const bool round_ended = distill_ && step_ % config_.distill.steps_per_round == 0;
+  if (round_ended) return;
   if (writer_ && options_.sample_every > 0 && step_ % options_.sample_every == 0) {
     write_sample_grid_or_warn();
   }
@@ -372,8 +399,10 @@ void TrainingRun::write_step_outputs() {
 
 void TrainingRun::write_sample_grid_or_warn() {
   try {
-    write_sample_grid(ema_model_, *schedule_, config_, sample_grid_file(run_.run_dir, step_),
-                      step_);
+    write_sample_grid(ema_model_, *schedule_,
+                      distill_ ? student_config(config_, distill_round(config_, step_ - 1))
+                               : config_,
+                      sample_grid_file(run_.run_dir, step_), step_);
   } catch (const Error& error) {  // a grid is for looking at: the run goes on without it
     log::warn(std::string(error.what()) + "; sample grid of step " + std::to_string(step_) +
               " skipped, training goes on");
@@ -381,6 +410,10 @@ void TrainingRun::write_sample_grid_or_warn() {
 }
 
 void TrainingRun::evaluate() {
+  // A distillation's student samples on its own grid.
+  if (distill_) {
+    evaluator_->set_sample(student_config(config_, distill_round(config_, step_ - 1)).sample);
+  }
   nlohmann::json quality = evaluator_->evaluate(ema_model_, *schedule_);
   log::info("step " + std::to_string(step_) + ": FID " +
             format_number(quality["fid"].get<double>()) + ", KID " +
@@ -397,6 +430,7 @@ void TrainingRun::evaluate() {
               format_number(quality["nll_seconds"].get<double>()) + " s)");
   }
   quality["step"] = step_;
+  if (distill_) quality.update(round_fields(config_, step_));
   write_metrics(quality);
 }
 
@@ -406,8 +440,9 @@ void TrainingRun::save() {
   TrainingState state =
       capture_training_state(model_, ema_model_, train_step_->optimizer(), device_);
   state.step = step_;
-  state.config = config_;
+  state.config = distill_ ? student_config(config_, distill_round(config_, step_)) : config_;
   state.source = weights_source_;
+  if (distill_) state.teacher = module_weights(*distill_->teacher());
   const LoaderState position = loader_->state();
   state.loader_epoch = position.epoch;
   state.loader_batch = position.batch;

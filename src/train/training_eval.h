@@ -36,6 +36,9 @@ class TrainingEvaluator {
 
   int64_t real_images() const { return real_.num_images(); }
 
+  // Later evaluations sample with these settings (a distillation's next student).
+  void set_sample(const SampleConfig& sample) { config_.sample = sample; }
+
  private:
   nlohmann::json bits_per_dim(UNet& ema_model, const NoiseSchedule& schedule) const;
 

@@ -27,6 +27,8 @@ std::vector<std::pair<std::string, at::Generator>> default_generators(torch::Dev
 
 }  // namespace
 
+TensorMap module_weights(const torch::nn::Module& module) { return to_map(state_dict(module)); }
+
 TrainingState capture_training_state(const UNet& model, const UNet& ema,
                                      torch::optim::Adam& optimizer,
                                      torch::Device device) {

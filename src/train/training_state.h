@@ -14,6 +14,10 @@ namespace ddpm {
 TrainingState capture_training_state(const UNet& model, const UNet& ema, torch::optim::Adam& optimizer,
                                      torch::Device device);
 
+// A module's parameters and buffers by name (CPU tensors; on the CPU they share the module's
+// storage, so save them before the next step).
+TensorMap module_weights(const torch::nn::Module& module);
+
 void restore_training_state(const TrainingState& state, UNet& model, UNet& ema,
                             torch::optim::Adam& optimizer, torch::Device device);
 
