@@ -34,7 +34,7 @@ def measure(out, checkpoint, args, sampler=None, steps=None, spacing=None):
         if result.returncode != 0:
             sys.exit(f"failed: {' '.join(map(str, command))}\n{result.stdout}{result.stderr}")
     summary = json.loads(summary_file.read_text())["samples"]
-    speed = re.search(r"\(([0-9.]+) images/s\)", (out / "sample.log").read_text())
+    speed = re.search(r"\(([0-9.]+) images/s", (out / "sample.log").read_text())
     summary["images_per_s"] = float(speed.group(1)) if speed else float("nan")
     return summary
 

@@ -102,7 +102,8 @@ def evaluate(ddpm, folder, real, features, out, name, threads):
     result = json.loads(json_file.read_text())
     return {key: result[key] for key in ("fid", "kid_mean", "kid_std", "precision", "recall",
                                          "num_generated")} | {
-        "per_class": {name: {"fid": values["fid"], "fraction": values["fraction"]}
+        # A class with fewer than two samples has no FID (None here).
+        "per_class": {name: {"fid": values.get("fid"), "fraction": values["fraction"]}
                       for name, values in result["per_class"].items()}}
 
 
