@@ -13,6 +13,12 @@ torch::Tensor at_points(const torch::Tensor& table, const torch::Tensor& points)
   return table.to(points.device()).index_select(0, points);
 }
 
+// The noise levels of the grid's points `points` (alpha_bar 1 at point N, the clean image).
+NoiseLevels levels_at(const TimestepGrid& grid, const torch::Tensor& points,
+                      const torch::Tensor& like) {
+  return noise_levels(at_points(torch::tensor(grid.alpha_bar, torch::kFloat64), points), like);
+}
+
 }  // namespace
 
 TimestepGrid distillation_grid(const ScheduleTable& table, int teacher_steps) {
@@ -24,16 +30,6 @@ NoiseLevels noise_levels(const torch::Tensor& alpha_bar, const torch::Tensor& li
   return {ab.sqrt().to(like.device(), like.scalar_type()),
           (1.0 - ab).clamp_min(0.0).sqrt().to(like.device(), like.scalar_type())};
 }
-
-namespace {
-
-// The noise levels of the grid's points `points` (alpha_bar 1 at point N, the clean image).
-NoiseLevels levels_at(const TimestepGrid& grid, const torch::Tensor& points,
-                      const torch::Tensor& like) {
-  return noise_levels(at_points(torch::tensor(grid.alpha_bar, torch::kFloat64), points), like);
-}
-
-}  // namespace
 
 torch::Tensor x0_from_prediction(Prediction prediction, const torch::Tensor& output,
                                  const torch::Tensor& x_t, const NoiseLevels& at) {
