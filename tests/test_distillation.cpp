@@ -11,6 +11,7 @@
 #include "diffusion/distillation.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
+#include "diffusion/solvers/solver.h"
 #include "model/unet.h"
 #include "test_support.h"
 #include "train/distill_objective.h"
@@ -135,6 +136,48 @@ TEST(DistillationTarget, TheTwoStepStudentRepeatsTheTeachersChainForEveryPredict
                                     << teacher_steps << " teacher steps";
         EXPECT_GT(by_teacher.abs().max().item<double>(), 0.05);  // a real image, not zeros
       }
+    }
+  }
+}
+
+// One batched DDIM step with per-example noise levels is the ddim solver's step, also where
+// x0 is clipped (x here is far outside [-1, 1], so it is).
+TEST(DistillationStep, IsTheDdimSolversStepWithClipping) {
+  const ScheduleTable table = NoiseSchedule(DiffusionConfig{}).table();
+  const TimestepGrid grid = distillation_grid(table, 8);
+  auto generator = at::detail::createCPUGenerator(3);
+  const torch::Tensor x = torch::randn({2, 1, 4, 4}, generator, torch::kFloat64) * 3;
+  const torch::Tensor output = torch::randn({2, 1, 4, 4}, generator, torch::kFloat64);
+  const auto levels = [&](int point) {
+    return noise_levels(torch::full({2}, grid.alpha_bar[point], torch::kFloat64), x);
+  };
+  for (const Prediction prediction : {Prediction::eps, Prediction::x0, Prediction::v}) {
+    for (const bool clip : {false, true}) {
+      SamplerOptions options;
+      options.kind = SamplerKind::ddim;
+      options.steps = 8;
+      options.spacing = Spacing::trailing;
+      options.clip_denoised = clip;
+      options.prediction = prediction;
+      const EpsilonPredictor model = [&](const torch::Tensor&, const torch::Tensor&) {
+        return output;
+      };
+      const solvers::StepContext context{
+          grid, options,
+          [&](const torch::Tensor& at, int point) {
+            return grid_output(model, grid, prediction, at, point);
+          },
+          [](int) { return torch::Tensor(); }};
+      for (const int point : {2, 7}) {  // 7: the last step, to the clean image
+        const torch::Tensor expected =
+            solvers::make_ddim_solver()->step(point, x, context).x;
+        const torch::Tensor got =
+            ddim_step(prediction, output, x, levels(point), levels(point + 1), clip);
+        EXPECT_LT((got - expected).abs().max().item<double>(), 1e-10)
+            << choice_name(prediction) << " clip " << clip << " point " << point;
+      }
+      const torch::Tensor x0 = x0_from_prediction(prediction, output, x, levels(2));
+      EXPECT_GT(x0.abs().max().item<double>(), 1.0);  // so clipping changes the step
     }
   }
 }

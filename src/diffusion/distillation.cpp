@@ -8,18 +8,26 @@
 namespace ddpm {
 namespace {
 
-// Per-example values of a per-point table (float64 or int64) at `points` (on their device).
+// Per-example values of a per-point table (float64 or int64) at `points` (on their device, as
+// the table is when it comes from the objective: then no copy is made).
 torch::Tensor at_points(const torch::Tensor& table, const torch::Tensor& points) {
   return table.to(points.device()).index_select(0, points);
 }
 
 // The noise levels of the grid's points `points` (alpha_bar 1 at point N, the clean image).
-NoiseLevels levels_at(const TimestepGrid& grid, const torch::Tensor& points,
+NoiseLevels levels_at(const GridTables& grid, const torch::Tensor& points,
                       const torch::Tensor& like) {
-  return noise_levels(at_points(torch::tensor(grid.alpha_bar, torch::kFloat64), points), like);
+  return noise_levels(at_points(grid.alpha_bar, points), like);
 }
 
 }  // namespace
+
+GridTables::GridTables(const TimestepGrid& grid, torch::Device device) {
+  std::vector<int64_t> steps;
+  for (double t : grid.timesteps) steps.push_back(static_cast<int64_t>(t));
+  alpha_bar = torch::tensor(grid.alpha_bar, torch::kFloat64).to(device);
+  timesteps = torch::tensor(steps, torch::kLong).to(device);
+}
 
 TimestepGrid distillation_grid(const ScheduleTable& table, int teacher_steps) {
   return timestep_grid(table, SamplerKind::ddim, teacher_steps, Spacing::trailing);
@@ -64,13 +72,7 @@ torch::Tensor distillation_weight(DistillWeighting weighting, const NoiseLevels&
   return weighting == DistillWeighting::truncated_snr ? snr.clamp_min(1.0) : snr + 1.0;
 }
 
-torch::Tensor grid_timesteps(const TimestepGrid& grid, const torch::Tensor& points) {
-  std::vector<int64_t> values;
-  for (double t : grid.timesteps) values.push_back(static_cast<int64_t>(t));
-  return at_points(torch::tensor(values, torch::kLong), points);
-}
-
-torch::Tensor teacher_target(const EpsilonPredictor& teacher, const TimestepGrid& grid,
+torch::Tensor teacher_target(const EpsilonPredictor& teacher, const GridTables& grid,
                              const torch::Tensor& z, const torch::Tensor& points,
                              const DistillationOptions& options) {
   const torch::Tensor first = points * 2;
@@ -79,7 +81,7 @@ torch::Tensor teacher_target(const EpsilonPredictor& teacher, const TimestepGrid
   const NoiseLevels t2 = levels_at(grid, first + 2, z);  // the clean image after the last point
   torch::NoGradGuard no_grad;
   const auto prediction = [&](const torch::Tensor& x, const torch::Tensor& point) {
-    const torch::Tensor output = teacher(x, grid_timesteps(grid, point));
+    const torch::Tensor output = teacher(x, at_points(grid.timesteps, point));
     return split_output(output, options.channels).prediction.to(x.scalar_type());
   };
   const torch::Tensor z1 =
@@ -90,7 +92,7 @@ torch::Tensor teacher_target(const EpsilonPredictor& teacher, const TimestepGrid
 }
 
 torch::Tensor distillation_losses(const EpsilonPredictor& student,
-                                  const EpsilonPredictor& teacher, const TimestepGrid& grid,
+                                  const EpsilonPredictor& teacher, const GridTables& grid,
                                   const torch::Tensor& x0, const torch::Tensor& eps,
                                   const torch::Tensor& points,
                                   const DistillationOptions& options) {
@@ -98,7 +100,7 @@ torch::Tensor distillation_losses(const EpsilonPredictor& student,
   const NoiseLevels t = levels_at(grid, first, x0);
   const torch::Tensor z = t.a * x0 + t.s * eps;
   const torch::Tensor target = teacher_target(teacher, grid, z, points, options);
-  const torch::Tensor output = student(z, grid_timesteps(grid, first));
+  const torch::Tensor output = student(z, at_points(grid.timesteps, first));
   const torch::Tensor predicted = x0_from_prediction(
       options.prediction, split_output(output, options.channels).prediction.to(x0.scalar_type()),
       z, t);

@@ -31,6 +31,14 @@ namespace ddpm {
 // The teacher's grid of a round: `teacher_steps` DDIM steps, trailing spacing (N + 1 points).
 TimestepGrid distillation_grid(const ScheduleTable& table, int teacher_steps);
 
+// A grid's per-point tables on one device, made once per round rather than at every step:
+// alpha_bar at the N + 1 points (float64; 1 at the clean image) and the N model timesteps
+// (int64). Made from a grid where one is expected, on the CPU.
+struct GridTables {
+  GridTables(const TimestepGrid& grid, torch::Device device = torch::kCPU);  // NOLINT: implicit
+  torch::Tensor alpha_bar, timesteps;
+};
+
 // Per-example noise levels, as [B, 1, 1, 1] tensors of `like`'s dtype and device, from float64
 // alpha_bar values [B] (any device): a = sqrt(ab), s = sqrt(1 - ab), computed in float64.
 struct NoiseLevels {
@@ -66,17 +74,14 @@ struct DistillationOptions {
 // The target x~ of each example of z ([B, C, H, W], at the teacher's grid point 2k for the
 // student point k = points[i]; `points` [B] int64 on z's device): the teacher's two DDIM steps
 // from it, run without autograd, and the x0 of the one step that repeats them.
-torch::Tensor teacher_target(const EpsilonPredictor& teacher, const TimestepGrid& grid,
+torch::Tensor teacher_target(const EpsilonPredictor& teacher, const GridTables& grid,
                              const torch::Tensor& z, const torch::Tensor& points,
                              const DistillationOptions& options);
-
-// The model timesteps [B] (int64) of the grid's points `points` [B].
-torch::Tensor grid_timesteps(const TimestepGrid& grid, const torch::Tensor& points);
 
 // Each example's loss ([B] float32): w(t) mean((x~ - x^_student(z_t))^2), z_t = a x0 + s eps at
 // the student points `points` (teacher points 2k).
 torch::Tensor distillation_losses(const EpsilonPredictor& student,
-                                  const EpsilonPredictor& teacher, const TimestepGrid& grid,
+                                  const EpsilonPredictor& teacher, const GridTables& grid,
                                   const torch::Tensor& x0, const torch::Tensor& eps,
                                   const torch::Tensor& points,
                                   const DistillationOptions& options);

@@ -33,6 +33,7 @@ void DistillationObjective::start_round(int64_t round,
   copy_weights(teacher_weights, *teacher_);
   grid_ = distillation_grid(schedule_.table(),
                             static_cast<int>(config_.distill.start_steps >> round));
+  tables_.emplace(grid_, device_);
   std::vector<int64_t> points(schedule_.timesteps(), -1);
   for (int i = 0; i < grid_.steps(); ++i) points[static_cast<int64_t>(grid_.timesteps[i])] = i;
   point_of_timestep_ = torch::tensor(points, torch::kLong).to(device_);
@@ -74,7 +75,7 @@ torch::Tensor DistillationObjective::example_losses(const EpsilonPredictor& mode
   UNet teacher = teacher_;
   const EpsilonPredictor guided =
       guided_predictor(teacher, classes, config_.distill.guidance, Precision::fp32);
-  return distillation_losses(model, guided, grid_, x0, draw.eps, points, options_);
+  return distillation_losses(model, guided, *tables_, x0, draw.eps, points, options_);
 }
 
 }  // namespace ddpm

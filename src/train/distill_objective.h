@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 
 #include <torch/torch.h>
 
@@ -47,6 +48,7 @@ class DistillationObjective final : public StepObjective {
   UNet teacher_;
   DistillationOptions options_;
   TimestepGrid grid_;
+  std::optional<GridTables> tables_;  // grid_'s, on the device
   // [T] int64 on the device: the grid point of each timestep (-1: none).
   torch::Tensor point_of_timestep_;
 };
