@@ -58,6 +58,8 @@ COPY cmake cmake
 COPY include include
 COPY src src
 COPY configs configs
+# ddpm compile's Python half, which the build puts into the binary.
+COPY scripts/compile_package.py scripts/ddpm_unet.py scripts/
 # The CUDA variant finds nvcc and the CUDA runtime in the nvidia-cuda-* wheels (nvidia/cu13).
 # The wheels ship versioned libraries only (libcudart.so.13), in lib/: CMake's FindCUDAToolkit
 # looks for the unversioned names and nvcc links from lib64/, so both get links.
@@ -75,6 +77,14 @@ RUN set -eu; \
       -DDDPM_BUILD_TESTS=OFF \
  && /opt/venv/bin/cmake --build build ${JOBS:+--parallel $JOBS} \
  && /opt/venv/bin/cmake --install build --prefix /opt/ddpm --strip
+# `ddpm compile` runs in this stage: it has torch's Python with LibTorch's headers and g++,
+# which AOTInductor compiles its kernels with (docs/COMPILE.md):
+#   docker build --target build -t ddpm:build .
+#   docker run --rm -v "$PWD/runs:/runs" ddpm:build /opt/ddpm/bin/ddpm compile \
+#       --checkpoint /runs/c --out /runs/c/model.pt2
+# The runtime stage samples such a package without Python.
+
+FROM build AS slim
 # What runs need of the venv: torch's libraries and Python code (for torchrun: `import torch`
 # also wants torchgen and torch/bin/torch_shm_manager) with its dependencies. Not: LibTorch's
 # headers and CMake files, static libraries, torch's test binaries, Triton (torch.compile's
@@ -99,8 +109,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libspdlog1.10 libfmt9 libstb0 \
  && rm -rf /var/lib/apt/lists/*
 # The same paths as in the build stage: the binary's RUNPATH names them.
-COPY --from=build /opt/venv /opt/venv
-COPY --from=build /opt/ddpm /opt/ddpm
+COPY --from=slim /opt/venv /opt/venv
+COPY --from=slim /opt/ddpm /opt/ddpm
 RUN useradd --create-home --uid 1000 ddpm \
  && ln -s /opt/ddpm/share/ddpm/configs /opt/ddpm/configs
 ENV PATH=/opt/ddpm/bin:/opt/venv/bin:$PATH \

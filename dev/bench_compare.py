@@ -12,7 +12,9 @@ seconds apart; the report gives the median of the per-round ratios and their min
 
 With --variant NAME=ARGS (our binary with extra arguments) or --variant-binary NAME=PATH
 (another build) the same interleaving measures one of our own settings or builds against
-another; --no-diffusers leaves the diffusers peers out.
+another; --no-diffusers leaves the diffusers peers out. With --package FILE.pt2 (`ddpm compile`
+of a model of the same config) the sampling figures also run `ddpm bench --checkpoint FILE.pt2`
+as the process "package"; the report then gives both ours/peer and package/peer.
 
 Figures: training (--train-batch x --train-steps per round); DDIM sampling (a whole chain of
 --ddim-steps per round); DDPM sampling (--ddpm-steps of the T-step chain per round,
@@ -265,6 +267,10 @@ def figure_commands(figure, args, python):
     for name, kind, value in args.variant + args.variant_binary:
         processes[name] = ([str(args.ddpm), "bench", *common, *ours, *value] if kind == "arguments"
                            else [str(value), "bench", *common, *ours])
+    if args.package and figure != "train":
+        no_config = common[2:]  # the package holds its config
+        processes["package"] = [str(args.ddpm), "bench", *no_config, *ours, "--checkpoint",
+                                str(args.package)]
     if not args.no_diffusers:
         processes["eager"] = [python, str(PEER_SCRIPT), *common, *peer]
     if not args.no_compile and not args.no_diffusers:
@@ -275,18 +281,27 @@ def figure_commands(figure, args, python):
     return title, key, processes
 
 
+def ratios_to(reference, rates):
+    """Per peer: the per-round ratios reference/peer, their median, min and max."""
+    ratios = {}
+    for peer in rates:
+        if peer == reference:
+            continue
+        per_round = [ours / theirs for ours, theirs in zip(rates[reference], rates[peer])]
+        ratios[peer] = {"rounds": per_round, "median": statistics.median(per_round),
+                        "min": min(per_round), "max": max(per_round)}
+    return ratios
+
+
 def summarize(rates, orders, results, title):
     processes = {name: {"rounds": values, "median_images_per_s": statistics.median(values),
                         "peak_memory_bytes": results[name].get("peak_memory_bytes")}
                  for name, values in rates.items()}
-    ratios = {}
-    for peer in rates:
-        if peer == "ours":
-            continue
-        per_round = [ours / theirs for ours, theirs in zip(rates["ours"], rates[peer])]
-        ratios[peer] = {"rounds": per_round, "median": statistics.median(per_round),
-                        "min": min(per_round), "max": max(per_round)}
-    return {"title": title, "go_order": orders, "processes": processes, "ratios": ratios}
+    summary = {"title": title, "go_order": orders, "processes": processes,
+               "ratios": ratios_to("ours", rates)}
+    if "package" in rates:
+        summary["package_ratios"] = ratios_to("package", rates)
+    return summary
 
 
 def print_table(summary):
@@ -307,6 +322,10 @@ def print_table(summary):
             rate = process["median_images_per_s"]
             rate = f"{rate:.2f}" if rate >= 1 else f"{rate:.4f}"
             print(f"  {name:<{width}} {rate:>10}  {spread:<24} {memory:>9}")
+        if "package_ratios" in figure:
+            print("  package/peer: " + ", ".join(
+                f"{name} {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}]"
+                for name, r in figure["package_ratios"].items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +352,7 @@ def figure_list(text):
     return [figure for figure in FIGURES if figure in names]
 
 
-RESERVED_NAMES = ("ours", "eager", "compiled")
+RESERVED_NAMES = ("ours", "eager", "compiled", "package")
 
 
 def variant(kind):
@@ -391,6 +410,8 @@ def parse_args(argv):
     parser.add_argument("--no-diffusers", action="store_true",
                         help="leave out both diffusers peers (compare ours with --variant and "
                              "--variant-binary only)")
+    parser.add_argument("--package", type=pathlib.Path, metavar="FILE.pt2",
+                        help="also sample with this ddpm compile package (same config)")
     parser.add_argument("--variant", type=variant("arguments"), action="append", default=[],
                         metavar="NAME=ARGS",
                         help="also run our binary with these extra `ddpm bench` arguments as "
@@ -428,6 +449,8 @@ def check_prerequisites(args):
     if not (args.ddpm.is_file() and os.access(args.ddpm, os.X_OK)):
         raise UsageError(f"ddpm binary not found: {args.ddpm}; {SETUP_HINT}, or pass "
                          "--ddpm PATH")
+    if args.package and not args.package.is_file():
+        raise UsageError(f"--package {args.package}: no such file; make it with ddpm compile")
     for name, kind, value in args.variant_binary:
         if not (value.is_file() and os.access(value, os.X_OK)):
             raise UsageError(f"--variant-binary {name}={value}: no executable file there")

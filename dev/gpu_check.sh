@@ -8,7 +8,7 @@
 #     sources and Gloo's headers from the Debian packages, diffusers' wheel, Fashion-MNIST's
 #     IDX files.
 # There (the repository's root, with .carry carried along):
-#   dev/gpu_check.sh [build] [test] [train] [bench] [layout] [precision]
+#   dev/gpu_check.sh [build] [test] [train] [bench] [layout] [precision] [compile]
 #                                                                 (no stage: all of them)
 #     build  CMake + Ninja into build-gpu/, against python3's torch (kept while the machine is)
 #     test   the whole CTest suite, CUDA cases included
@@ -19,6 +19,9 @@
 #     precision  fp32 against bf16 and fp16: `ddpm bench` training (batch 128) and DDIM-50
 #            sampling (batch 1024) on configs/cifar10.json, then PRECISION_STEPS training steps
 #            of configs/fashion_mnist.json in each (loss, skipped steps, fp16's loss scale)
+#     compile  `ddpm compile` of a CIFAR-10-config model for CUDA in bf16 (--max-batch 256),
+#            then dev/bench_compare.py --package at sampling batches 1, 16 and 256: our eager
+#            path, the package, diffusers eager and compiled (docs/COMPILE.md)
 #   Every stage builds first (a no-op when build-gpu/ is current). Logs, grids and JSON go to
 #   build-gpu/check/; where $OUT is set (the device tool's returned folder, which takes at most
 #   8 files), summary.txt, the grids and check.tar.gz (all of build-gpu/check) are copied there,
@@ -264,6 +267,51 @@ print("%s: train %.1f img/s, %.2f GiB; DDIM sampling %.1f img/s; loss at step %d
   note "precision: $((SECONDS - started)) s"
 }
 
+# `ddpm compile` on the GPU: a CIFAR-10-config model (2 training steps on drawn images: the speed
+# does not depend on the weights) compiled for CUDA in bf16, against the eager path and
+# diffusers at sampling batches 1, 16 and 256.
+compile_package() {
+  local started=$SECONDS config=configs/cifar10.json batches=(1 16 256) steps=50 max=256
+  if [[ "$device" == cpu ]]; then
+    config=configs/tiny.json batches=(4) steps=2 max=8
+  fi
+  local images="$build_dir/compile-images" run="$build_dir/compile-run"
+  local package="$build_dir/compile-run.pt2"
+  python3 - "$images/x" "$root/$config" <<'PY'
+import json, os, sys, torch
+from PIL import Image
+data = json.load(open(sys.argv[2]))["data"]
+size = data["image_size"] if isinstance(data["image_size"], int) else data["image_size"][0]
+os.makedirs(sys.argv[1], exist_ok=True)
+generator = torch.Generator().manual_seed(0)
+for k in range(8):
+    pixels = torch.randint(0, 256, (size, size, data.get("channels", 3)), generator=generator)
+    Image.fromarray(pixels.squeeze(-1).to(torch.uint8).numpy()).save(f"{sys.argv[1]}/{k}.png")
+PY
+  rm -rf "$run"
+  logged compile.log "$build_dir/ddpm" train --config "$root/$config" --data "$images" \
+    --out "$run" --set train.steps=2 --set train.batch_size=2 --set train.checkpoint_every=2 \
+    --set train.sample_every=0 --set train.device="$device"
+  local precision=bf16
+  [[ "$device" == cpu ]] && precision=fp32
+  logged compile.log "$build_dir/ddpm" compile --checkpoint "$run" --out "$package" \
+    --device "$device" --precision "$precision" --max-batch "$max" --overwrite \
+    --python "$(command -v python3)"
+  note "compile: $(grep -o 'wrote .*' "$out/compile.log" | tail -1)"
+  local batch
+  for batch in "${batches[@]}"; do
+    (cd "$root" && python3 dev/bench_compare.py "$config" --device "$device" \
+       --precision "$precision" --figures ddim --sample-batch "$batch" --ddim-steps "$steps" \
+       --rounds "${BENCH_ROUNDS:-5}" --package "$package" --python "$(command -v python3)" \
+       --ddpm "$build_dir/ddpm" --out "$out/compile-bench-$batch") \
+      > "$out/compile-bench-$batch.log" 2>&1 ||
+      { tail -30 "$out/compile-bench-$batch.log"; die "bench_compare --package failed"; }
+    sed -n '/ddpm bench vs its peers/,$p' "$out/compile-bench-$batch.log" >&2
+    note "compile batch $batch: $(grep 'package/peer' "$out/compile-bench-$batch.log")"
+  done
+  note "compile: $((SECONDS - started)) s"
+}
+
 # The device tool brings back at most 8 files from $OUT.
 export_results() {
   local status=$?
@@ -281,11 +329,12 @@ main() {
     return
   fi
   local stages=("$@")
-  ((${#stages[@]})) || stages=(build test train bench layout precision)
+  ((${#stages[@]})) || stages=(build test train bench layout precision compile)
   for stage in "${stages[@]}"; do
     case "$stage" in
-      build|test|train|bench|layout|precision) ;;
-      *) die "unknown stage '$stage' (build, test, train, bench, layout, precision, or prepare)" ;;
+      build|test|train|bench|layout|precision|compile) ;;
+      *) die "unknown stage '$stage' (build, test, train, bench, layout, precision, compile," \
+             "or prepare)" ;;
     esac
   done
   mkdir -p "$out"
@@ -300,6 +349,7 @@ main() {
       bench) bench ;;
       layout) layout ;;
       precision) precision ;;
+      compile) compile_package ;;
     esac
   done
   printf '\n== summary (%s)\n' "$(head -1 "$out/machine.txt")"

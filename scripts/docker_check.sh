@@ -8,7 +8,8 @@
 #   3. fetches the wheels into docker/wheels/cpu (scripts/docker_wheels.sh) when they are missing,
 #      and builds the image with OFFLINE=1 (pip --no-index: no Python index inside the build);
 #   4. inside containers: `ddpm --version`, `ddpm info`, a tiny `ddpm train` on images in a
-#      mounted volume, `ddpm sample` of that run, and two Gloo ranks under torchrun; then checks
+#      mounted volume, `ddpm sample` of that run, two Gloo ranks under torchrun, `ddpm compile`
+#      of the run in the build stage and `ddpm sample` of that package in the image; then checks
 #      on the host that the PNGs are there and that the files belong to the image's ddpm user
 #      (default) or to the invoking user's id (docker run --user "$(id -u):$(id -g)"; as root,
 #      the sudo caller's id or 4321).
@@ -118,6 +119,10 @@ fi
 say "building $tag offline (log: $state/build.log)"
 docker build -t "$tag" --build-arg OFFLINE=1 ${JOBS:+--build-arg JOBS="$JOBS"} "$root" \
   > "$state/build.log" 2>&1 || { tail -30 "$state/build.log" >&2; die "docker build failed"; }
+# The build stage, where `ddpm compile` runs (its layers are the build's cache: no rebuild).
+docker build -t "$tag-build" --target build --build-arg OFFLINE=1 \
+  ${JOBS:+--build-arg JOBS="$JOBS"} "$root" >> "$state/build.log" 2>&1 ||
+  { tail -30 "$state/build.log" >&2; die "docker build --target build failed"; }
 # The image this build replaced (and its layers) would stay as cache forever: drop it.
 docker image prune -f >/dev/null || true
 size="$(docker image inspect --format '{{.Size}}' "$tag")"
@@ -164,6 +169,12 @@ run --user "$as_uid:$as_gid" "$tag" sample --checkpoint /work/run --out /work/sa
 run --entrypoint torchrun "$tag" --no-python --nproc-per-node=2 --master-port=29533 \
   ddpm "${train[@]}" --out /work/run2 > "$work/torchrun.log" 2>&1 ||
   { tail -30 "$work/torchrun.log" >&2; die "two Gloo ranks under torchrun failed in the image"; }
+run --entrypoint /opt/ddpm/bin/ddpm "$tag-build" compile --checkpoint /work/run \
+  --out /work/run.pt2 --max-batch 4 --threads 2 > "$work/compile.log" 2>&1 ||
+  { tail -20 "$work/compile.log" >&2; die "ddpm compile failed in the build stage"; }
+run "$tag" sample --checkpoint /work/run.pt2 --out /work/compiled --num 4 --batch 4 --steps 4 \
+  --device cpu > "$work/sample_compiled.log" 2>&1 ||
+  { tail -20 "$work/sample_compiled.log" >&2; die "sampling the package failed in the image"; }
 lap "runs in the container" "$step"
 
 # On the host: the files, their owners and the PNGs' signatures.
@@ -182,10 +193,13 @@ for png in "$work"/samples/sample_*.png; do
   count=$((count + 1))
 done
 ((count == 4)) || die "ddpm sample wrote $count PNGs, not 4"
+compiled=("$work"/compiled/sample_*.png)
+((${#compiled[@]} == 4)) && [[ -f "${compiled[0]}" ]] ||
+  die "ddpm sample of the compiled package wrote ${#compiled[@]} PNGs, not 4"
 grep -q "2 processes (gloo" "$work/torchrun.log" ||
   { tail -20 "$work/torchrun.log" >&2; die "torchrun's run did not train on 2 Gloo processes"; }
 [[ -f "$work/run2/checkpoints/latest" ]] || die "the torchrun run wrote no checkpoint"
 
 say "passed: $version; image $tag $((size / 1000000)) MB; 4 PNGs owned by uid $as_uid; 2 Gloo" \
-    "ranks"
+    "ranks; a package compiled in the build stage sampled in the image"
 printf '%s\n' "${timings[@]}" "total: $((SECONDS - started)) s" >&2

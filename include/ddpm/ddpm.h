@@ -160,9 +160,11 @@ struct LikelihoodReport {
 // A model ready to sample: its weights on a device, with its config and noise schedule.
 class DDPM_API Pipeline {
  public:
-  // `path`: a ddpm checkpoint (.pt), a run directory (its latest checkpoint) or a diffusers
-  // model folder. `device`: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". `ema`:
-  // the EMA weights (what `ddpm sample` uses) or the raw ones.
+  // `path`: a ddpm checkpoint (.pt), a run directory (its latest checkpoint), a diffusers
+  // model folder, or a package of `ddpm compile` (.pt2: AOTInductor's kernels, no Python; it
+  // runs on the device type and in the precision it was compiled for, and ignores `ema`).
+  // `device`: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". `ema`: the EMA weights
+  // (what `ddpm sample` uses) or the raw ones.
   static Pipeline load(const std::string& path, const std::string& device = "auto",
                        bool ema = true);
 

@@ -67,6 +67,7 @@ Resolved resolve(const Pipeline::State& state, const SampleRequest& request) {
   Config config =
       sampling_config(state.source.config, sample_overrides(request),
                       [&](SampleConfig& sample) { apply_request(request, sample); });
+  check_sampling_precision(state.source, config);
   SampleClasses classes = plan_sample_classes(request.classes, config, config.sample.num_images);
   SampleSettings settings = sample_settings(config);
   validate_sampler_options(settings.solver, state.model.schedule.timesteps());
@@ -101,8 +102,8 @@ BatchStepCallback step_reporter(const SampleRequest& request, int64_t total) {
 void run_request(Pipeline::State& state, const SampleRequest& request, const Resolved& resolved,
                  const std::function<void(int64_t, const torch::Tensor&)>& take) {
   const int64_t total = resolved.config.sample.num_images;
-  sample_all(state.model.model, state.model.schedule, resolved.settings, resolved.inputs, total,
-             take, step_reporter(request, total));
+  sample_all(*state.model.network, state.model.schedule, resolved.settings, resolved.inputs,
+             total, take, step_reporter(request, total));
 }
 
 }  // namespace
@@ -113,7 +114,7 @@ Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
 Pipeline::~Pipeline() = default;
 
 Pipeline Pipeline::load(const std::string& path, const std::string& device, bool ema) {
-  ModelSource source = load_model_source(path);
+  ModelSource source = load_sampling_source(path);
   for (const auto& warning : source.warnings) log::warn(warning);
   const Config config = sampling_config(source.config, {});
   const torch::Device where = resolve_device(device);
@@ -183,7 +184,7 @@ std::vector<float> Pipeline::invert(const SampleRequest& request) const {
   const int64_t total = resolved.config.sample.num_images;
   resolved.inputs.init =
       image_rows(request.init_images, resolved.settings.image_shape, total, "init_images");
-  const torch::Tensor x_T = invert_all(state_->model.model, state_->model.schedule,
+  const torch::Tensor x_T = invert_all(*state_->model.network, state_->model.schedule,
                                        resolved.settings, resolved.inputs,
                                        step_reporter(request, total))
                                 .contiguous();

@@ -48,14 +48,16 @@ LikelihoodReport Pipeline::likelihood(const LikelihoodRequest& request) const {
   options.timesteps = request.timesteps;
   options.seed = request.seed;
   const int64_t count = static_cast<int64_t>(request.images.size()) / image_size;
-  const int64_t batch =
-      request.batch_size > 0 ? request.batch_size : std::max(1, config.sample.batch_size);
+  const int64_t limit = state_->model.network->max_batch();  // a compiled package's
+  int64_t batch = std::max(1, config.sample.batch_size);
+  if (limit > 0) batch = std::min(batch, limit);
+  if (request.batch_size > 0) batch = request.batch_size;
   const torch::Tensor all =
       torch::tensor(request.images)
           .view({count, config.data.channels, config.data.height, config.data.width});
   SamplingModel& loaded = state_->model;
   const EpsilonPredictor model =
-      guided_predictor(loaded.model, {}, 1.0, config.sample.precision);
+      guided_predictor(*loaded.network, {}, 1.0, config.sample.precision);
   const int64_t per_image = request.timesteps > 0 ? request.timesteps : timesteps();
   LikelihoodReport report;
   report.variance = choice_name(options.bound.variance);

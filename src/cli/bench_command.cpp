@@ -20,10 +20,13 @@
 #include "base/suggest.h"
 #include "commands.h"
 #include "common.h"
+#include "config/config_json.h"
 #include "ddpm/error.h"
 #include "diffusion/guidance.h"
 #include "diffusion/image_chains.h"
 #include "diffusion/sampler.h"
+#include "interop/model_source.h"
+#include "interop/sampling_model.h"
 #include "model/model_summary.h"
 #include "train/train_step.h"
 
@@ -86,15 +89,29 @@ Round training_round(const Config& config, torch::Device device, Precision preci
 // A sampling chain of `steps` reverse steps per round, worth batch x steps / chain_steps images
 // of a `chain_steps` chain (every reverse step costs the same: one forward pass, two for heun,
 // and a few element-wise operations), after a warm-up chain of `warmup` steps.
-Round sampling_round(const Config& config, torch::Device device, SamplerKind kind,
-                     Precision precision, bool channels_last, int batch, int warmup, int steps,
-                     int chain_steps) {
-  UNet model(config.model, config.data);
-  model->to(device);
-  model->set_channels_last(channels_last);
-  model->eval();
+// `network`: a loaded model (--checkpoint), or null for a fresh UNet of the config.
+Round sampling_round(const Config& config, std::shared_ptr<Network> network, torch::Device device,
+                     SamplerKind kind, Precision precision, bool channels_last, int batch,
+                     int warmup, int steps, int chain_steps) {
+  if (!network) {
+    UNet model(config.model, config.data);
+    model->to(device);
+    model->set_channels_last(channels_last);
+    model->eval();
+    network = std::make_shared<UNetNetwork>(model);
+  }
+  if (network->max_batch() > 0 && batch > network->max_batch()) {
+    throw Error(ErrorKind::usage, "--batch " + std::to_string(batch) + " is over the " +
+                                      std::to_string(network->max_batch()) +
+                                      " images per call the package takes (ddpm compile "
+                                      "--max-batch)");
+  }
   const NoiseSchedule schedule = NoiseSchedule(config.diffusion).to(device);
-  const EpsilonPredictor predictor = guided_predictor(model, {}, 1.0, precision);
+  const EpsilonPredictor unguided = guided_predictor(*network, {}, 1.0, precision);
+  const EpsilonPredictor predictor = [network, unguided](const torch::Tensor& x_t,
+                                                         const torch::Tensor& t) {
+    return unguided(x_t, t);  // holds the network
+  };
   SamplerOptions options = sampler_options(config.sample, config.diffusion);
   options.kind = kind;
   // The config's sample section may name another sampler: keep only what suits this one.
@@ -159,7 +176,11 @@ void add_bench_options(cxxopts::Options& options) {
       "profile", "after the rounds, profile one more round: print the operators by self time "
                  "and write a Chrome trace to FILE (chrome://tracing, ui.perfetto.dev)",
       cxxopts::value<std::string>())(
-      "json", "also write the figures to this JSON file", cxxopts::value<std::string>());
+      "json", "also write the figures to this JSON file", cxxopts::value<std::string>())(
+      "checkpoint",
+      "sample with this model instead of a fresh network of --config: a checkpoint, run "
+      "directory, diffusers folder or compiled package (.pt2)",
+      cxxopts::value<std::string>());
 }
 
 // The command line of one benchmark, checked.
@@ -222,7 +243,8 @@ BenchPlan bench_plan(const cxxopts::ParseResult& arguments, const Config& config
 
 // The round the plan times; a sampling round records its sampler and chain in `result`.
 Round make_round(const cxxopts::ParseResult& arguments, const Config& config,
-                 const BenchPlan& plan, nlohmann::json& result) {
+                 const std::shared_ptr<Network>& network, const BenchPlan& plan,
+                 nlohmann::json& result) {
   if (plan.train) {
     return training_round(config, plan.device, plan.precision, plan.channels_last, plan.batch,
                           plan.warmup, plan.steps);
@@ -236,8 +258,8 @@ Round make_round(const cxxopts::ParseResult& arguments, const Config& config,
   }
   result["sampler"] = choice_name(kind);
   result["chain_steps"] = chain;
-  return sampling_round(config, plan.device, kind, plan.precision, plan.channels_last, plan.batch,
-                        plan.warmup, plan.steps, chain);
+  return sampling_round(config, network, plan.device, kind, plan.precision, plan.channels_last,
+                        plan.batch, plan.warmup, plan.steps, chain);
 }
 
 // Images per second of each timed round (with --sync, in step with the driver).
@@ -276,6 +298,33 @@ void profile_round(const Round& round, const BenchPlan& plan) {
   print_op_times(std::cout, times, wall_ms, 25);
 }
 
+// With --checkpoint: the model's network, loaded for sampling, and its config (with --set and
+// the precision: a package's own unless --precision names one) in `config`. Else null.
+std::shared_ptr<Network> checkpoint_network(const cxxopts::ParseResult& arguments,
+                                            Config& config) {
+  if (!arguments.count("checkpoint")) return nullptr;
+  if (arguments.count("config") || arguments["mode"].as<std::string>() != "sample") {
+    throw Error(ErrorKind::usage, "--checkpoint measures a model's sampling: it takes "
+                                  "--mode sample and no --config (the model has its own)");
+  }
+  const ModelSource source = load_sampling_source(arguments["checkpoint"].as<std::string>());
+  config = source.config;
+  if (arguments.count("set")) {
+    for (const auto& assignment : arguments["set"].as<std::vector<std::string>>()) {
+      apply_override(config, assignment);
+    }
+  }
+  if (source.package && !arguments.count("precision")) {
+    config.sample.precision = source.package->precision;
+  } else {
+    config.sample.precision = precision_from_name(arguments["precision"].as<std::string>(),
+                                                  "--precision");
+  }
+  validate(config);
+  const torch::Device device = resolve_device(arguments["device"].as<std::string>());
+  return load_sampling_model(source, config, device, true).network;
+}
+
 }  // namespace
 
 int run_bench(int argc, char** argv) {
@@ -289,8 +338,10 @@ int run_bench(int argc, char** argv) {
   const auto parsed = parse_command(options, argc, argv, true);
   if (!parsed) return 0;
   const cxxopts::ParseResult& arguments = *parsed;
-  const Config config = config_from_arguments(arguments);
-  const BenchPlan plan = bench_plan(arguments, config);
+  Config config = config_from_arguments(arguments);
+  const std::shared_ptr<Network> network = checkpoint_network(arguments, config);
+  BenchPlan plan = bench_plan(arguments, config);
+  if (network) plan.precision = config.sample.precision;
 
   UNet probe(config.model, config.data);
   const ModelSummary summary = summarize(probe);
@@ -304,7 +355,8 @@ int run_bench(int argc, char** argv) {
                            {"parameters", summary.parameters},
                            {"forward_gflops_per_image", summary.forward_flops_per_image / 1e9},
                            {"steps", plan.steps}};
-  const Round round = make_round(arguments, config, plan, result);
+  if (network) result["checkpoint"] = arguments["checkpoint"].as<std::string>();
+  const Round round = make_round(arguments, config, network, plan, result);
   const std::vector<double> rates = time_rounds(round, plan);
   const double images_per_s = median(rates);
   result[plan.train ? "train_images_per_s" : "sample_images_per_s"] = images_per_s;

@@ -20,6 +20,7 @@ int run_invert(int argc, char** argv);
 int run_interpolate(int argc, char** argv);
 int run_nll(int argc, char** argv);
 int run_distill(int argc, char** argv);
+int run_compile(int argc, char** argv);
 
 // "ddpm <the arguments>", for run_dir/command.txt.
 std::string command_line(int argc, char** argv);

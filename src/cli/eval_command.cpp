@@ -121,7 +121,7 @@ EvalSettings eval_settings(const cxxopts::ParseResult& arguments) {
                 std::string("no --features given, and the default feature network '") +
                     kDefaultFeatureNet +
                     "' (relative to the current folder) does not exist. For Fashion-MNIST make "
-                    "it with: python3 scripts/train_feature_net.py (a few minutes on a CPU); for "
+                    "it with: .venv/bin/python scripts/train_feature_net.py (a few minutes on a CPU); for "
                     "RGB data export Inception-v3 with scripts/export_inception.py; then pass "
                     "--features FILE");
   }

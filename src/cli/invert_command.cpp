@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 // The chain options both commands share.
 void add_chain_options(cxxopts::Options& options) {
   options.add_options()("checkpoint",
-                        "checkpoint file, run directory (its latest) or diffusers model folder",
+                        "checkpoint file, run directory (its latest), diffusers model folder or "
+                        "ddpm compile package (.pt2)",
                         cxxopts::value<std::string>())(
       "steps", "DDIM steps (the same number reconstructs)",
       cxxopts::value<int>()->default_value("50"))(

@@ -34,6 +34,8 @@ const std::vector<Command>& commands() {
        ddpm::cli::run_eval},
       {"distill", "distil a model to a few sampling steps (progressive distillation)",
        ddpm::cli::run_distill},
+      {"compile", "compile a checkpoint ahead of time into a .pt2 package (AOTInductor)",
+       ddpm::cli::run_compile},
       {"nll", "the variational bound of images in bits per dimension", ddpm::cli::run_nll},
       {"bench", "measure training and sampling throughput, memory and FLOP utilisation",
        ddpm::cli::run_bench},

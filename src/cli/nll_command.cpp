@@ -166,7 +166,8 @@ int run_nll(int argc, char** argv) {
       "decoder term, and one timestep drawn in each of K - 1 strata of 1 .. T-1, narrow at "
       "small t where the terms are large, weighted by its stratum's width.");
   options.add_options()("checkpoint",
-                        "checkpoint file, run directory (its latest) or diffusers model folder",
+                        "checkpoint file, run directory (its latest), diffusers model folder or "
+                        "ddpm compile package (.pt2)",
                         cxxopts::value<std::string>())(
       "data", "an image file or a folder of them (sorted)", cxxopts::value<std::string>())(
       "num", "the first N images only", cxxopts::value<int64_t>())(

@@ -239,7 +239,8 @@ cxxopts::Options sample_options() {
       "depends only on the seed and k, not on the batch size. Defaults come from the "
       "checkpoint's config (its sample section), then these flags.");
   options.add_options()("checkpoint",
-                        "checkpoint file, run directory (its latest) or diffusers model folder",
+                        "checkpoint file, run directory (its latest), diffusers model folder or "
+                        "ddpm compile package (.pt2)",
                         cxxopts::value<std::string>())(
       "o,out", "output folder", cxxopts::value<std::string>())(
       "num", "number of images (sample.num_images)", cxxopts::value<std::string>())(

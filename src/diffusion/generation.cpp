@@ -2,6 +2,7 @@
 #include "diffusion/generation.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include "ddpm/error.h"
 #include "diffusion/guidance.h"
@@ -23,6 +24,25 @@ class EvalMode {
   UNet& model_;
   bool was_training_;
 };
+
+// Refuses a batch the network cannot take whole (a compiled package's maximum) before any work.
+void check_network_batch(const Network& network, const SampleSettings& settings, int64_t count) {
+  const int64_t limit = network.max_batch();
+  const int64_t batch = network_batch(count, settings.guidance);
+  if (limit <= 0 || batch <= limit) return;
+  std::string why = "a batch of " + std::to_string(count) + " images";
+  if (batch != count) {
+    std::ostringstream guidance;
+    guidance << settings.guidance;
+    why += " with guidance " + guidance.str() + " (conditional and "
+           "unconditional together: " + std::to_string(batch) + " per network call)";
+  }
+  throw Error(ErrorKind::usage,
+              why + " is over the " + std::to_string(limit) + " images per call the compiled "
+              "package takes (ddpm compile --max-batch): lower sample.batch_size (--batch) "
+              "to at most " + std::to_string(batch == count ? limit : limit / 2) +
+              ", or compile the package again with a larger --max-batch");
+}
 
 }  // namespace
 
@@ -50,10 +70,10 @@ int sample_evaluations(const SampleSettings& settings, const SampleInputs& input
   return sampler_evaluations(solver.kind, solver.steps - first);  // the steps run
 }
 
-torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
+torch::Tensor sample_batch(Network& model, const NoiseSchedule& schedule,
                            const SampleSettings& settings, const SampleInputs& inputs,
                            int64_t first, int64_t count, const SamplerCallback& callback) {
-  const EvalMode eval(model);
+  check_network_batch(model, settings, count);
   torch::InferenceMode inference;  // no autograd bookkeeping at all
   const EpsilonPredictor predictor = guided_predictor(
       model, label_slice(inputs.labels, first, count), settings.guidance, settings.precision);
@@ -70,10 +90,19 @@ torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
       .cpu();
 }
 
-void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings& settings,
+torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
+                           const SampleSettings& settings, const SampleInputs& inputs,
+                           int64_t first, int64_t count, const SamplerCallback& callback) {
+  const EvalMode eval(model);
+  UNetNetwork network(model);
+  return sample_batch(network, schedule, settings, inputs, first, count, callback);
+}
+
+void sample_all(Network& model, const NoiseSchedule& schedule, const SampleSettings& settings,
                 const SampleInputs& inputs, int64_t num_images,
                 const std::function<void(int64_t first, const torch::Tensor& images)>& take,
                 const BatchStepCallback& on_step) {
+  check_network_batch(model, settings, std::min(settings.batch_size, num_images));
   for (int64_t first = 0; first < num_images; first += settings.batch_size) {
     const int64_t count = std::min(settings.batch_size, num_images - first);
     SamplerCallback callback;
@@ -86,7 +115,16 @@ void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings
   }
 }
 
-torch::Tensor invert_all(UNet& model, const NoiseSchedule& schedule,
+void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings& settings,
+                const SampleInputs& inputs, int64_t num_images,
+                const std::function<void(int64_t first, const torch::Tensor& images)>& take,
+                const BatchStepCallback& on_step) {
+  const EvalMode eval(model);
+  UNetNetwork network(model);
+  sample_all(network, schedule, settings, inputs, num_images, take, on_step);
+}
+
+torch::Tensor invert_all(Network& model, const NoiseSchedule& schedule,
                          const SampleSettings& settings, const SampleInputs& inputs,
                          const BatchStepCallback& on_step) {
   if (!inputs.init.defined()) {
@@ -94,7 +132,7 @@ torch::Tensor invert_all(UNet& model, const NoiseSchedule& schedule,
   }
   const int64_t num_images = inputs.init.size(0);
   std::vector<torch::Tensor> batches;
-  const EvalMode eval(model);
+  check_network_batch(model, settings, std::min(settings.batch_size, num_images));
   torch::InferenceMode inference;
   for (int64_t first = 0; first < num_images; first += settings.batch_size) {
     const int64_t count = std::min(settings.batch_size, num_images - first);
@@ -113,6 +151,14 @@ torch::Tensor invert_all(UNet& model, const NoiseSchedule& schedule,
         invert_images(predictor, schedule, settings.solver, images, callback).cpu());
   }
   return torch::cat(batches);
+}
+
+torch::Tensor invert_all(UNet& model, const NoiseSchedule& schedule,
+                         const SampleSettings& settings, const SampleInputs& inputs,
+                         const BatchStepCallback& on_step) {
+  const EvalMode eval(model);
+  UNetNetwork network(model);
+  return invert_all(network, schedule, settings, inputs, on_step);
 }
 
 }  // namespace ddpm

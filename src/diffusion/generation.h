@@ -22,6 +22,7 @@
 #include "diffusion/repaint.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
+#include "model/network.h"
 #include "model/unet.h"
 
 namespace ddpm {
@@ -55,9 +56,16 @@ struct SampleInputs {
 int sample_evaluations(const SampleSettings& settings, const SampleInputs& inputs,
                        int64_t timesteps);
 
+// Every function below takes the network as a Network (network.h: the eager UNet or a compiled
+// package), or as our UNet, which runs in eval mode for the call and goes back to its mode
+// after. A batch over the network's max_batch() (guidance doubling it) is refused, ddpm::Error
+// (usage), before any work.
+
 // Images first .. first + count - 1 of a request, as float32 [count, C, H, W] in [-1, 1] on the
-// CPU. `model` runs in eval mode and goes back to its mode after; `schedule` is on the device
-// the chain runs on. `callback` sees every reverse step.
+// CPU. `schedule` is on the device the chain runs on. `callback` sees every reverse step.
+torch::Tensor sample_batch(Network& model, const NoiseSchedule& schedule,
+                           const SampleSettings& settings, const SampleInputs& inputs,
+                           int64_t first, int64_t count, const SamplerCallback& callback = {});
 torch::Tensor sample_batch(UNet& model, const NoiseSchedule& schedule,
                            const SampleSettings& settings, const SampleInputs& inputs,
                            int64_t first, int64_t count, const SamplerCallback& callback = {});
@@ -68,6 +76,10 @@ using BatchStepCallback = std::function<void(int64_t first, int64_t count, int s
 
 // All `num_images` images of a request, settings.batch_size at a time: `take(first, images)`
 // gets each batch as sample_batch returns it, in order.
+void sample_all(Network& model, const NoiseSchedule& schedule, const SampleSettings& settings,
+                const SampleInputs& inputs, int64_t num_images,
+                const std::function<void(int64_t first, const torch::Tensor& images)>& take,
+                const BatchStepCallback& on_step = {});
 void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings& settings,
                 const SampleInputs& inputs, int64_t num_images,
                 const std::function<void(int64_t first, const torch::Tensor& images)>& take,
@@ -76,6 +88,9 @@ void sample_all(UNet& model, const NoiseSchedule& schedule, const SampleSettings
 // DDIM inversion (inversion.h) of inputs.init, settings.batch_size at a time, with each image's
 // class and the settings' guidance and precision: x_T of every image as float32 [N, C, H, W] on
 // the CPU. settings.solver must be ddim with eta 0.
+torch::Tensor invert_all(Network& model, const NoiseSchedule& schedule,
+                         const SampleSettings& settings, const SampleInputs& inputs,
+                         const BatchStepCallback& on_step = {});
 torch::Tensor invert_all(UNet& model, const NoiseSchedule& schedule,
                          const SampleSettings& settings, const SampleInputs& inputs,
                          const BatchStepCallback& on_step = {});

@@ -23,9 +23,10 @@ EpsilonPredictor in_precision(EpsilonPredictor predictor, Precision precision) {
   };
 }
 
-EpsilonPredictor guided_in_fp32(UNet& model, const torch::Tensor& labels, double guidance) {
+EpsilonPredictor guided_in_fp32(Network& network, const torch::Tensor& labels, double guidance) {
+  Network* model = &network;
   if (!labels.defined()) {
-    return [model](const torch::Tensor& x_t, const torch::Tensor& t) mutable {
+    return [model](const torch::Tensor& x_t, const torch::Tensor& t) {
       return model->forward(x_t, t);
     };
   }
@@ -33,12 +34,12 @@ EpsilonPredictor guided_in_fp32(UNet& model, const torch::Tensor& labels, double
   const torch::Tensor none = torch::full_like(classes, model->no_class());
   if (guidance == 1.0 || guidance == 0.0) {
     const torch::Tensor used = guidance == 1.0 ? classes : none;
-    return [model, used](const torch::Tensor& x_t, const torch::Tensor& t) mutable {
+    return [model, used](const torch::Tensor& x_t, const torch::Tensor& t) {
       return model->forward(x_t, t, used.to(x_t.device()));
     };
   }
   const torch::Tensor both = torch::cat({classes, none});
-  return [model, both, guidance](const torch::Tensor& x_t, const torch::Tensor& t) mutable {
+  return [model, both, guidance](const torch::Tensor& x_t, const torch::Tensor& t) {
     const int64_t count = x_t.size(0);
     const torch::Tensor output =
         model->forward(torch::cat({x_t, x_t}), torch::cat({t, t}), both.to(x_t.device()))
@@ -58,9 +59,23 @@ EpsilonPredictor guided_in_fp32(UNet& model, const torch::Tensor& labels, double
 
 }  // namespace
 
+EpsilonPredictor guided_predictor(Network& network, const torch::Tensor& labels, double guidance,
+                                  Precision precision) {
+  EpsilonPredictor guided = guided_in_fp32(network, labels, guidance);
+  return network.takes_autocast() ? in_precision(std::move(guided), precision) : guided;
+}
+
 EpsilonPredictor guided_predictor(UNet& model, const torch::Tensor& labels, double guidance,
                                   Precision precision) {
-  return in_precision(guided_in_fp32(model, labels, guidance), precision);
+  auto network = std::make_shared<UNetNetwork>(model);
+  EpsilonPredictor predictor = guided_predictor(*network, labels, guidance, precision);
+  return [network, predictor](const torch::Tensor& x_t, const torch::Tensor& t) {
+    return predictor(x_t, t);  // `network` lives as long as the predictor
+  };
+}
+
+int64_t network_batch(int64_t images, double guidance) {
+  return guidance == 1.0 || guidance == 0.0 ? images : 2 * images;
 }
 
 std::vector<int64_t> classes_in_turn(const std::vector<int64_t>& classes, int64_t count) {

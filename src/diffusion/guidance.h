@@ -18,6 +18,7 @@
 #include "base/precision.h"
 #include "config/config.h"
 #include "diffusion/loss.h"
+#include "model/network.h"
 #include "model/unet.h"
 
 namespace ddpm {
@@ -27,8 +28,17 @@ namespace ddpm {
 // any other W one pass of 2B images (conditional and unconditional together), never two.
 // In bf16 or fp16 (sample.precision) the passes run under autocast and their output comes back
 // in x_t's dtype.
+// A network that does not take autocast (a compiled package) computes in its own precision,
+// whatever `precision` says. The predictor calls `network`, which must outlive it.
+EpsilonPredictor guided_predictor(Network& network, const torch::Tensor& labels, double guidance,
+                                  Precision precision = Precision::fp32);
+// The same for our UNet run eagerly; the predictor holds the model.
 EpsilonPredictor guided_predictor(UNet& model, const torch::Tensor& labels, double guidance,
                                   Precision precision = Precision::fp32);
+
+// The images one network call of guided_predictor takes for a batch of `images`: twice as many
+// with guidance other than 0 and 1.
+int64_t network_batch(int64_t images, double guidance);
 
 // The class of each of `count` images: the `classes` in turn, evenly, in runs of consecutive
 // images (image k gets classes[k * classes.size() / count]), so a grid gets one row per class.

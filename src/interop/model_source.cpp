@@ -40,14 +40,26 @@ ModelSource from_diffusers(const fs::path& folder) {
   return source;
 }
 
-}  // namespace
-
-ModelSource load_model_source(const fs::path& path) {
+void require_exists(const fs::path& path) {
   std::error_code error;
   if (!fs::exists(path, error)) {
     throw Error(ErrorKind::runtime, "'" + path.string() +
                                         "' does not exist; pass a checkpoint file, a run "
                                         "directory or a diffusers model folder");
+  }
+}
+
+}  // namespace
+
+ModelSource load_model_source(const fs::path& path) {
+  require_exists(path);
+  std::error_code error;
+  if (is_package_path(path) && fs::is_regular_file(path, error)) {
+    const PackageInfo info = read_package_info(path);
+    throw Error(ErrorKind::usage,
+                "'" + path.string() + "' is a compiled package (ddpm compile): it samples "
+                "(ddpm sample, ddpm bench, ddpm nll) but holds no weights to train, export or "
+                "read a config from; pass the checkpoint it was compiled from: " + info.source);
   }
   if (fs::is_directory(path, error)) {
     if (fs::exists(path / "checkpoints", error)) return from_checkpoint(resolve_checkpoint(path));
@@ -66,6 +78,20 @@ ModelSource load_model_source(const fs::path& path) {
                                       "holds it and its config.json instead");
   }
   return from_checkpoint(path);
+}
+
+ModelSource load_sampling_source(const fs::path& path) {
+  require_exists(path);
+  std::error_code error;
+  if (!is_package_path(path) || !fs::is_regular_file(path, error)) return load_model_source(path);
+  ModelSource source;
+  source.path = path;
+  source.package = read_package_info(path);
+  source.config = source.package->config;
+  source.step = source.package->step;
+  source.origin = "package '" + fs::absolute(path).lexically_normal().string() +
+                  "' compiled from " + source.package->source;
+  return source;
 }
 
 TrainingState imported_checkpoint(const ModelSource& source) {

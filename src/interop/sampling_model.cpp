@@ -5,6 +5,8 @@
 #include "base/log.h"
 #include "config/config_json.h"
 #include "config/sampler_kind.h"
+#include "ddpm/error.h"
+#include "model/compiled_network.h"
 #include "formats/weights.h"
 
 namespace ddpm {
@@ -45,15 +47,39 @@ Config sampling_config(const Config& model, const std::vector<std::string>& over
   return config;
 }
 
+void check_sampling_precision(const ModelSource& source, const Config& config) {
+  if (!source.package || config.sample.precision == source.package->precision) return;
+  const std::string compiled = precision_name(source.package->precision);
+  const std::string asked = precision_name(config.sample.precision);
+  throw Error(ErrorKind::usage,
+              "'" + source.path.string() + "' was compiled for " + compiled + " and computes in "
+              "it; sampling it in " + asked + " is not possible: drop --precision "
+              "(sample.precision) or pass " + compiled + ", or compile the checkpoint with "
+              "ddpm compile --precision " + asked);
+}
+
 SamplingModel load_sampling_model(const ModelSource& source, const Config& config,
                                   torch::Device device, bool use_ema) {
+  if (source.package) {
+    const PackageInfo& package = *source.package;
+    check_sampling_precision(source, config);
+    if (!use_ema && package.ema) {
+      throw Error(ErrorKind::usage,
+                  "'" + source.path.string() + "' was compiled from the EMA weights; for the "
+                  "raw ones (--no-ema) compile the checkpoint with ddpm compile --weights model");
+    }
+    auto network = std::make_shared<CompiledNetwork>(package, device);
+    return SamplingModel{network, UNet(nullptr), NoiseSchedule(config.diffusion).to(device),
+                         device, package.ema};
+  }
   UNet model(config.model, config.data);
   load_state_dict(*model, use_ema ? source.ema : source.model,
                   "'" + source.path.string() + "'");
   model->to(device);
   model->set_channels_last(prefers_channels_last(device));
   model->eval();
-  return SamplingModel{model, NoiseSchedule(config.diffusion).to(device), device,
+  return SamplingModel{std::make_shared<UNetNetwork>(model), model,
+                       NoiseSchedule(config.diffusion).to(device), device,
                        use_ema || source.diffusers};
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "config/config.h"
 #include "diffusion/schedule.h"
 #include "interop/model_source.h"
+#include "model/network.h"
 #include "model/unet.h"
 
 namespace ddpm {
@@ -24,14 +26,22 @@ namespace ddpm {
 Config sampling_config(const Config& model, const std::vector<std::string>& overrides,
                        const std::function<void(SampleConfig&)>& change = {});
 
-// A model on a device, ready to sample: its weights (EMA or raw) in a UNet in eval mode,
-// channels-last where that pays, and its noise schedule (on the same device).
+// A model on a device, ready to sample: the network the sampling core calls — its weights (EMA
+// or raw) in a UNet in eval mode, channels-last where that pays, or a compiled package — and its
+// noise schedule (on the same device).
 struct SamplingModel {
-  UNet model;
+  std::shared_ptr<Network> network;
+  UNet model;  // the eager UNet behind `network`; empty (nullptr) for a compiled package
   NoiseSchedule schedule;
   torch::Device device;
   bool ema;  // false: the raw weights (a diffusers folder has only one set)
 };
+// A compiled package (source.package) is checked against the device (compiled_network.h) and
+// against config.sample.precision: it computes in the precision it was compiled for, and
+// sampling in another is refused (ddpm::Error, usage). It holds the weights it was compiled
+// from: `use_ema` false is refused for a package of the EMA weights.
+// Refuses (ddpm::Error, usage) sampling a compiled package in another precision than its own.
+void check_sampling_precision(const ModelSource& source, const Config& config);
 SamplingModel load_sampling_model(const ModelSource& source, const Config& config,
                                   torch::Device device, bool use_ema);
 

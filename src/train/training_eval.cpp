@@ -35,7 +35,7 @@ FeatureNet open_feature_net(const Config& config, torch::Device device) {
                     "' does not exist" +
                     (config.train.eval_feature_net.empty()
                          ? " (the default, relative to the current folder); make it with "
-                           "python3 scripts/train_feature_net.py, or give its path"
+                           ".venv/bin/python scripts/train_feature_net.py, or give its path"
                          : "; check the path") +
                     ", or set train.eval_every=0");
   }
