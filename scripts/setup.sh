@@ -86,9 +86,10 @@ if [[ "$installed_version" != "$wanted_version" ]]; then
 fi
 "$venv/bin/python" -c 'import cmake, ninja' 2>/dev/null || pip_install cmake ninja
 if ((with_tests)); then
-  "$venv/bin/python" -c 'import diffusers, numpy, matplotlib' 2>/dev/null || {
-    say "installing diffusers (the Python reference the tests compare against) and matplotlib"
-    pip_install diffusers numpy matplotlib
+  "$venv/bin/python" -c 'import diffusers, numpy, matplotlib, tensorboard' 2>/dev/null || {
+    say "installing diffusers (the Python reference the tests compare against), matplotlib and"\
+        "tensorboard (whose loader reads our event files in the tests)"
+    pip_install diffusers numpy matplotlib tensorboard
   }
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """scripts/prepare_cifar10.py on a small archive of the official format, written here the way
 the real one is made (pickled dicts with numpy uint8 arrays of N x 3072 planar RGB, labels,
-batches.meta's label names): 5 training batches and a test batch of 4 images each, every class in the training split.
+batches.meta's label names): 5 training batches and a test batch of 4 images each, every
+class in the training split.
 
 Checks: train/ and test/ hold one folder per class with the right counts; every PNG decodes to
 exactly its row of the archive (planar RGB to 32x32x3); a second run does nothing; a pickle that
@@ -116,7 +117,8 @@ def main():
     run = subprocess.run([str(ddpm), "train", "--config", ROOT / "configs" / "tiny.json",
                           "--data", out / "train", "--out", work / "run",
                           "--set", "data.labels=folders", "--set", "data.channels=3",
-                          "--set", "data.image_size=32", "--set", "model.attention_resolutions=[16]",
+                          "--set", "data.image_size=32",
+                          "--set", "model.attention_resolutions=[16]",
                           "--set", "train.steps=1",
                           "--set", "train.batch_size=4", "--set", "train.sample_every=0",
                           "--threads", "2"], capture_output=True, text=True)

@@ -87,7 +87,7 @@ Config every_field_changed() {
                  {0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2}, Prediction::v};
   c.train = {32, 7, 1e-3, 0.8, 0.99, 1e-6, 0.01, 3, 0.5, 0.99, false, 0.5,
              LossWeighting::min_snr, 4.0, LossKind::hybrid, 0.01, TimestepSampling::loss_aware,
-             2, 9, 2, 3, 4, 5, "cpu", Precision::bf16, 1024.0, 3.0, 0.25, 10, 2.0,
+             2, 9, 2, 3, 4, false, 5, "cpu", Precision::bf16, 1024.0, 3.0, 0.25, 10, 2.0,
              OnNonfinite::skip, 60, 6, 8, "/real", "/net.pt", 12, 0.2};
   c.sample = {SamplerKind::ddim, 5, 0.5, Variance::fixed_small, Spacing::trailing, false, 9, 3,
               11, 2.5, Precision::fp16, 4, 3};
@@ -105,7 +105,7 @@ TEST(ConfigFields, EveryFieldIsWrittenAndReadBack) {
   // Each section lists each key once, and the writer and the reader agree on the names.
   size_t keys = 0;
   for (const auto& section : written.items()) keys += section.value().size();
-  EXPECT_EQ(keys, 10u + 14u + 8u + 38u + 13u + 5u);
+  EXPECT_EQ(keys, 10u + 14u + 8u + 39u + 13u + 5u);
   EXPECT_EQ(written["data"]["image_size"], nlohmann::json::array({16, 24}));
   EXPECT_EQ(written["sample"]["sampler"], "ddim");
   EXPECT_EQ(written["train"]["precision"], "bf16");

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 
 #include "data/class_folders.h"
@@ -107,6 +108,38 @@ TEST_F(Dataset, ScanFindsImagesRecursivelyAndSorted) {
                                           folder_ / "sub/c.Jpeg",
                                           folder_ / "sub/deeper/d.bmp"};
   EXPECT_EQ(scan_image_folder(folder_), expected);
+}
+
+// The scan's report: images by format (jpeg counted as jpg, any case) and every other file by
+// extension with its first names, for the log line of every command that scans a folder; class
+// folders add up their classes' reports and count what lies beside the class folders.
+TEST_F(Dataset, ScanReportsFormatsAndThePassedOverFiles) {
+  for (const char* name : {"b.PNG", "a.jpg", "sub/c.Jpeg", "e.png", "1.txt", "2.txt", "3.txt",
+                           "4.TXT", "README", "photo.webp", "scan.tif"}) {
+    fs::create_directories((folder_ / name).parent_path());
+    std::ofstream(folder_ / name) << "";
+  }
+  const ImageFolderScan scan = scan_image_folder_report(folder_);
+  EXPECT_EQ(scan.images.size(), 4u);
+  EXPECT_EQ(scan.formats, (std::map<std::string, int64_t>{{"jpg", 2}, {"png", 2}}));
+  EXPECT_EQ(scan.passed_over, (std::map<std::string, int64_t>{
+                                  {"", 1}, {".tif", 1}, {".txt", 4}, {".webp", 1}}));
+  EXPECT_EQ(scan.examples.at(".txt").size(), 3u);
+  EXPECT_EQ(describe_scan(scan, "DIR"),
+            "4 images in 'DIR' (jpg 2, png 2); passed over 7 other files: no extension 1 "
+            "(README), .tif 1 (scan.tif), .txt 4 (" + scan.examples.at(".txt")[0] + ", " +
+                scan.examples.at(".txt")[1] + ", " + scan.examples.at(".txt")[2] +
+                ", ...), .webp 1 (photo.webp)");
+
+  const fs::path classes = folder_ / "classes";
+  for (const char* name : {"cat/1.png", "cat/x.txt", "dog/2.jpg", "labels.csv"}) {
+    fs::create_directories((classes / name).parent_path());
+    std::ofstream(classes / name) << "";
+  }
+  const ClassFolders folders = scan_class_folders(classes);
+  EXPECT_EQ(describe_scan(folders.report, "C"),
+            "2 images in 'C' (jpg 1, png 1); passed over 2 other files: .csv 1 (labels.csv), "
+            ".txt 1 (x.txt)");
 }
 
 // A folder of more image files than data.max_files is refused during the scan, for plain and

@@ -1,10 +1,10 @@
 // Disk full, for real: `ddpm train`, `ddpm sample` and `ddpm export` writing onto small tmpfs
 // mounts that fill up (root only: mount(2) needs CAP_SYS_ADMIN), one test per kind of file (a
-// checkpoint, a metrics line, a sample grid, a sample PNG, exported weights). Each checks the
-// error names the file and the cause, that nothing half-written sits under a final name, that
-// `latest` still names a good checkpoint, and that --resume, once there is space again, ends
-// with the weights of a run that never hit the full disk. Without root the tests skip; the
-// injected failures of test_atomic_writes.cpp run everywhere.
+// checkpoint, a metrics line, a sample grid, a TensorBoard event file, a sample PNG, exported
+// weights). Each checks the error names the file and the cause, that nothing half-written sits
+// under a final name, that `latest` still names a good checkpoint, and that --resume, once there
+// is space again, ends with the weights of a run that never hit the full disk. Without root the
+// tests skip; the injected failures of test_atomic_writes.cpp run everywhere.
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -154,7 +154,8 @@ TEST_F(DiskFull, ACheckpointThatDoesNotFitStopsTheRunAndResumeContinues) {
 // line, and --resume (from the last checkpoint, which sits on another disk) ends as an unbroken
 // run with every step's line exactly once.
 TEST_F(DiskFull, AMetricsLineThatDoesNotFitStopsTheRunAndResumeContinues) {
-  const std::string options = "--set train.checkpoint_every=5";
+  // The pages are counted for metrics.jsonl alone: no TensorBoard file beside it.
+  const std::string options = "--set train.checkpoint_every=5 --set train.tensorboard=false";
   const int steps = 40;
   const auto reference = run_ddpm(train(path("reference"), steps, options));
   ASSERT_EQ(reference.exit_code, 0) << reference.output;
@@ -209,6 +210,23 @@ TEST_F(DiskFull, ASampleGridThatDoesNotFitIsSkippedAndTheRunGoesOn) {
   }
   EXPECT_EQ(temporary_files(run), std::vector<std::string>{});
   EXPECT_EQ(load_checkpoint(resolve_checkpoint(run)).step, 4);
+}
+
+// TensorBoard's event file on a full disk: one warning, no more TensorBoard output, and the run
+// goes on to its end with every metrics line and its checkpoint.
+TEST_F(DiskFull, ATensorBoardFileThatDoesNotFitStopsOnlyTensorBoard) {
+  const fs::path run = path("run");
+  Tmpfs events(run / "tensorboard", kPage);  // one page: a few dozen scalars
+  MOUNT_OR_SKIP(events);
+  const auto trained = run_ddpm(train(run, 30, "--set train.log_every=1"));
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const std::string warning = "TensorBoard output stopped";
+  const size_t first = trained.output.find(warning);
+  ASSERT_NE(first, std::string::npos) << trained.output;
+  EXPECT_EQ(trained.output.find(warning, first + 1), std::string::npos) << "warned twice";
+  EXPECT_CONTAINS(trained.output, "No space left on device");
+  EXPECT_EQ(metric_steps(run / "metrics.jsonl"), range(1, 30));
+  EXPECT_EQ(load_checkpoint(resolve_checkpoint(run)).step, 30);
 }
 
 // `ddpm sample` onto a disk with room for three PNGs: the fourth fails naming its file, the

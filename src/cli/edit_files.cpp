@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 
+#include "base/log.h"
 #include "data/image_folder.h"
 #include "ddpm/error.h"
 
@@ -26,7 +27,9 @@ std::vector<std::string> image_files(const std::string& path, const std::string&
   }
   std::vector<std::string> files;
   try {
-    for (const fs::path& file : scan_image_folder(path)) files.push_back(file.string());
+    const ImageFolderScan scan = scan_image_folder_report(path);
+    log::info(flag + ": " + describe_scan(scan, path));
+    for (const fs::path& file : scan.images) files.push_back(file.string());
   } catch (const Error& scan_error) {
     throw Error(ErrorKind::usage, flag + ": " + scan_error.what());
   }

@@ -109,6 +109,9 @@ struct TrainConfig {
   int64_t log_every = 100;
   int64_t checkpoint_every = 10000;
   int64_t sample_every = 10000;
+  // TensorBoard event files in RUN_DIR/tensorboard/ (rank 0): every metrics.jsonl number, the
+  // sample grids, the config and the command (train/tensorboard_writer.h).
+  bool tensorboard = true;
   int keep_checkpoints = 3;
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   // fp32 | bf16 | fp16 (autocast, precision.h): bf16 on A100/H100/RTX 30xx and newer GPUs,

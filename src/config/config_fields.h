@@ -92,6 +92,7 @@ void visit_fields(Train& train, Visit&& visit) {
   visit("log_every", train.log_every);
   visit("checkpoint_every", train.checkpoint_every);
   visit("sample_every", train.sample_every);
+  visit("tensorboard", train.tensorboard);
   visit("keep_checkpoints", train.keep_checkpoints);
   visit("device", train.device);
   visit("precision", train.precision);

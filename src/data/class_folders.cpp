@@ -30,6 +30,7 @@ ClassFolders scan_class_folders(const fs::path& folder, int64_t max_files) {
   }
   std::vector<fs::path> class_folders;
   std::vector<fs::path> loose;
+  ClassFolders result;
   try {
     for (const fs::directory_entry& entry :
          fs::directory_iterator(folder, fs::directory_options::follow_directory_symlink)) {
@@ -37,6 +38,8 @@ ClassFolders scan_class_folders(const fs::path& folder, int64_t max_files) {
         class_folders.push_back(entry.path());
       } else if (has_image_extension(entry.path())) {
         loose.push_back(entry.path());
+      } else if (entry.is_regular_file()) {
+        result.report.pass_over(entry.path());
       }
     }
   } catch (const fs::filesystem_error& failure) {
@@ -59,13 +62,15 @@ ClassFolders scan_class_folders(const fs::path& folder, int64_t max_files) {
                     "after the class, or set data.labels=none");
   }
   std::sort(class_folders.begin(), class_folders.end());
-  ClassFolders result;
   for (const fs::path& class_folder : class_folders) {
     const std::string name = class_folder.filename().string();
     std::vector<fs::path> files;
     try {
-      files = scan_image_folder(class_folder,
-                                max_files - static_cast<int64_t>(result.files.size()));
+      ImageFolderScan scan = scan_image_folder_report(
+          class_folder, max_files - static_cast<int64_t>(result.files.size()));
+      files = std::move(scan.images);
+      scan.images.clear();
+      result.report.add(scan);
     } catch (const Error& error) {
       if (error.kind() == ErrorKind::config) {  // over data.max_files, counting every class
         throw config_error("data.max_files", "the class folders of '" + folder.string() +

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "data/image_folder.h"
 
 namespace ddpm {
 
@@ -17,6 +18,7 @@ struct ClassFolders {
   std::vector<int64_t> counts;                  // images per class
   std::vector<std::filesystem::path> files;     // every image, sorted by path
   std::vector<int64_t> labels;                  // the class index of each file
+  ImageFolderScan report;  // every class's formats and passed-over files (images: in `files`)
 };
 
 // Throws ddpm::Error (runtime) naming the path when the folder is missing or unreadable, when

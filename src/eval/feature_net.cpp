@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 
+#include "base/log.h"
 #include "data/image_folder.h"
 #include "ddpm/error.h"
 #include "formats/image_io.h"
@@ -176,7 +177,9 @@ FolderFeatures folder_features(const fs::path& folder, FeatureNet& net, int batc
                                const FeatureProgress& progress, bool with_classes) {
   if (batch_size < 1) throw Error(ErrorKind::usage, "the batch size must be >= 1");
   if (with_classes && !net.has_classifier()) throw no_classifier(net.path());
-  const std::vector<fs::path> files = scan_image_folder(folder);
+  const ImageFolderScan scan = scan_image_folder_report(folder);
+  log::info(describe_scan(scan, folder.string()));
+  const std::vector<fs::path>& files = scan.images;
   const FeatureNetInput input = net.input();
   const int64_t total = static_cast<int64_t>(files.size());
   FolderFeatures result;

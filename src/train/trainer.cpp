@@ -28,6 +28,7 @@
 #include "train/distill_rounds.h"
 #include "train/run_directory.h"
 #include "train/sample_grid.h"
+#include "train/tensorboard_writer.h"
 #include "train/train_setup.h"
 #include "train/train_step.h"
 #include "train/training_eval.h"
@@ -95,6 +96,7 @@ class TrainingRun {
   TrainSummary summary_;
   int64_t step_ = 0;
   std::optional<AppendOnlyFile> metrics_;
+  std::optional<TensorBoardWriter> tensorboard_;  // rank 0, with train.tensorboard
   std::filesystem::path last_good_checkpoint_;
   // The current logging interval.
   std::chrono::steady_clock::time_point start_, interval_start_;
@@ -132,6 +134,11 @@ TrainingRun::TrainingRun(const Config& requested, const TrainRun& run)
   if (group_) agree_with_other_ranks();
   summary_.first_step = step_;
   if (writer_) metrics_.emplace(run_.run_dir / "metrics.jsonl");
+  if (writer_ && options_.tensorboard) {
+    tensorboard_.emplace(run_.run_dir);
+    tensorboard_->text(step_, "config", "```\n" + config_to_json(config_).dump(2) + "\n```");
+    tensorboard_->text(step_, "command", run_.command_line);
+  }
   last_good_checkpoint_ = run_.resume ? summary_.last_checkpoint : fs::path();
 }
 
@@ -153,14 +160,19 @@ void TrainingRun::check_options() const {
 
 // The data loader, and the real side of the evaluation: both read inputs that can be missing.
 void TrainingRun::open_data() {
+  std::vector<std::filesystem::path> files;
   if (folders_) {
+    log::info(describe_scan(folders_->report, config_.data.path));
     log::info(std::to_string(folders_->names.size()) + " classes (image folders of " +
               config_.data.path + "; images per class): " + describe_classes(*folders_));
+    files = folders_->files;
+  } else {
+    ImageFolderScan scan = scan_image_folder_report(config_.data.path, config_.data.max_files);
+    log::info(describe_scan(scan, config_.data.path));
+    files = std::move(scan.images);
   }
-  loader_.emplace(folders_ ? folders_->files
-                           : scan_image_folder(config_.data.path, config_.data.max_files),
-                  config_.data, options_.batch_size, options_.seed, env_.rank, env_.world_size,
-                  folders_ ? folders_->labels : std::vector<int64_t>{});
+  loader_.emplace(std::move(files), config_.data, options_.batch_size, options_.seed, env_.rank,
+                  env_.world_size, folders_ ? folders_->labels : std::vector<int64_t>{});
   // Pinned batches: the copy to the GPU (non-blocking, in the loop) overlaps the previous step.
   loader_->pin_memory(device_.is_cuda());
   local_batch_ = options_.batch_size / env_.world_size;
@@ -403,6 +415,9 @@ void TrainingRun::write_sample_grid_or_warn() {
                       distill_ ? student_config(config_, distill_round(config_, step_ - 1))
                                : config_,
                       sample_grid_file(run_.run_dir, step_), step_);
+    if (tensorboard_) {
+      tensorboard_->image_file(step_, "samples", sample_grid_file(run_.run_dir, step_));
+    }
   } catch (const Error& error) {  // a grid is for looking at: the run goes on without it
     log::warn(std::string(error.what()) + "; sample grid of step " + std::to_string(step_) +
               " skipped, training goes on");
@@ -415,20 +430,7 @@ void TrainingRun::evaluate() {
     evaluator_->set_sample(student_config(config_, distill_round(config_, step_ - 1)).sample);
   }
   nlohmann::json quality = evaluator_->evaluate(ema_model_, *schedule_);
-  log::info("step " + std::to_string(step_) + ": FID " +
-            format_number(quality["fid"].get<double>()) + ", KID " +
-            format_number(quality["kid_mean"].get<double>()) + ", precision " +
-            format_number(quality["precision"].get<double>()) + ", recall " +
-            format_number(quality["recall"].get<double>()) + " (" +
-            std::to_string(options_.eval_samples) + " EMA samples, " +
-            format_number(quality["eval_seconds"].get<double>()) + " s)");
-  if (quality.contains("bits_per_dim")) {
-    log::info("step " + std::to_string(step_) + ": " +
-              format_number(quality["bits_per_dim"].get<double>()) + " bits/dim (+- " +
-              format_number(quality["bits_per_dim_se"].get<double>()) + ", " +
-              std::to_string(options_.eval_nll_images) + " training images, " +
-              format_number(quality["nll_seconds"].get<double>()) + " s)");
-  }
+  log_quality(quality, step_, options_);
   quality["step"] = step_;
   if (distill_) quality.update(round_fields(config_, step_));
   write_metrics(quality);
@@ -465,6 +467,7 @@ void TrainingRun::save() {
 void TrainingRun::write_metrics(const nlohmann::json& line) {
   try {
     metrics_->append_line(line.dump());
+    if (tensorboard_) tensorboard_->scalars(line);
   } catch (const Error& error) {
     throw stopped_by_write_failure(error, last_good_checkpoint_);
   }

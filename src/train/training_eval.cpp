@@ -5,6 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <sstream>
+
+#include "base/log.h"
 
 #include "data/image_folder.h"
 #include "ddpm/error.h"
@@ -174,6 +177,24 @@ nlohmann::json TrainingEvaluator::evaluate(UNet& ema_model, const NoiseSchedule&
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (nll_images_.defined()) result.update(bits_per_dim(ema_model, schedule));
   return result;
+}
+
+void log_quality(const nlohmann::json& quality, int64_t step, const TrainConfig& options) {
+  const auto number = [&](const char* key) {
+    std::ostringstream out;
+    out.precision(6);
+    out << quality[key].get<double>();
+    return out.str();
+  };
+  log::info("step " + std::to_string(step) + ": FID " + number("fid") + ", KID " +
+            number("kid_mean") + ", precision " + number("precision") + ", recall " +
+            number("recall") + " (" + std::to_string(options.eval_samples) + " EMA samples, " +
+            number("eval_seconds") + " s)");
+  if (quality.contains("bits_per_dim")) {
+    log::info("step " + std::to_string(step) + ": " + number("bits_per_dim") + " bits/dim (+- " +
+              number("bits_per_dim_se") + ", " + std::to_string(options.eval_nll_images) +
+              " training images, " + number("nll_seconds") + " s)");
+  }
 }
 
 }  // namespace ddpm

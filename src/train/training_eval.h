@@ -22,6 +22,9 @@
 
 namespace ddpm {
 
+// The log lines of one evaluation's figures (what TrainingEvaluator::evaluate returns).
+void log_quality(const nlohmann::json& quality, int64_t step, const TrainConfig& options);
+
 class TrainingEvaluator {
  public:
   // Loads the feature network and the real side. Throws ddpm::Error naming train.eval_real or
