@@ -4,10 +4,12 @@ folders: <out>/train/<class>/<index>.png (50,000) and <out>/test/<class>/<index>
 32x32 RGB, one subfolder per class (airplane ... truck), the layout `ddpm train` reads classes
 from (data.labels folders).
 
-    python3 scripts/prepare_cifar10.py [--archive cifar-10-python.tar.gz] [--out data/cifar10]
+    python3 scripts/prepare_cifar10.py --archive cifar-10-python.tar.gz [--out data/cifar10]
+    python3 scripts/prepare_cifar10.py --url URL [--out data/cifar10]
 
-Without --archive it downloads the archive from its authors' page (--url) into the output
-folder first, and checks its MD5 either way. Python's standard library only: the archive's
+--archive reads the "CIFAR-10 python version" archive from its authors' page, downloaded
+beforehand; --url (or $DDPM_CIFAR10_URL) downloads it into the output folder first, from that
+page's link or a copy the site keeps. Its MD5 is checked either way. Python's standard library only: the archive's
 pickled numpy arrays are read by a restricted unpickler that takes their bytes and nothing
 else (no code from the archive runs). Idempotent: a marker written last says the output is
 complete, and a second run does nothing; an interrupted run is simply run again.
@@ -28,7 +30,6 @@ import zlib
 from pathlib import Path
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "cifar10"
-URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
 MARKER = ".prepared.json"
 TRAIN_BATCHES = [f"data_batch_{k}" for k in range(1, 6)]
@@ -181,10 +182,11 @@ def write_split(members, names, classes, folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archive", type=Path, help="cifar-10-python.tar.gz (default: download)")
+    parser.add_argument("--archive", type=Path, help="cifar-10-python.tar.gz, downloaded")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--url", default=URL, help="where to download the archive from")
+    parser.add_argument("--url", default=os.environ.get("DDPM_CIFAR10_URL"),
+                        help="where to download the archive from (default: $DDPM_CIFAR10_URL)")
     parser.add_argument("--no-md5", action="store_true",
                         help="skip the archive's checksum (for a test archive)")
     args = parser.parse_args()
@@ -199,6 +201,10 @@ def main():
     started = time.monotonic()
     try:
         archive = args.archive
+        if archive is None and not args.url:
+            raise PrepareError("pass --archive cifar-10-python.tar.gz (the \"CIFAR-10 python "
+                               "version\" from its authors' page), or --url URL (or set "
+                               "DDPM_CIFAR10_URL) to download it")
         if archive is None:
             args.out.mkdir(parents=True, exist_ok=True)
             archive = args.out / "cifar-10-python.tar.gz"

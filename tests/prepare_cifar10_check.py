@@ -7,7 +7,7 @@ class in the training split.
 Checks: train/ and test/ hold one folder per class with the right counts; every PNG decodes to
 exactly its row of the archive (planar RGB to 32x32x3); a second run does nothing; a pickle that
 would run code is refused (exit 1, no images); a corrupt archive and a wrong MD5 are refused
-with their reasons; `ddpm train` reads the folder's classes (data.labels folders).
+with their reasons, and so is a call with neither --archive nor --url; `ddpm train` reads the folder's classes (data.labels folders).
 """
 import argparse
 import io
@@ -111,6 +111,9 @@ def main():
     result = prepare("--archive", corrupt, "--out", work / "corrupt", "--no-md5")
     check(result.returncode == 1 and "download it again" in result.stderr,
           "a truncated archive is refused")
+    result = prepare("--out", work / "nothing")
+    check(result.returncode == 1 and "--archive" in result.stderr and
+          not (work / "nothing").exists(), "without --archive or --url it says what to pass")
     result = prepare("--archive", archive, "--out", work / "md5")
     check(result.returncode == 1 and "MD5" in result.stderr, "a wrong MD5 is refused")
 
