@@ -18,9 +18,13 @@
 #       train --config /opt/ddpm/share/ddpm/configs/cifar10.json --data /data/cifar10 --out /runs/c
 # scripts/docker_check.sh builds the CPU image offline and runs it (README, "Docker").
 
-# Every version is a build argument. The base image: Debian 12; where no registry can be
-# reached, scripts/docker_check.sh makes it with debootstrap and imports it under this name.
-ARG BASE_IMAGE=debian:bookworm
+# Every version is a build argument. The base image: Debian 12.15, a fixed point release (the
+# moving tag debian:bookworm gives builds months apart different systems). For a build that
+# must be byte-for-byte the same base, name it by digest: --build-arg
+# BASE_IMAGE=debian:12.15@sha256:... Where no registry can be reached, scripts/docker_check.sh
+# makes it with debootstrap (from the machine's own apt source) and imports it under this name
+# after checking that it is this release.
+ARG BASE_IMAGE=debian:12.15
 
 FROM ${BASE_IMAGE} AS build
 ARG VARIANT=cpu
@@ -38,7 +42,8 @@ ARG JOBS=
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates g++ python3 python3-venv \
-      libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev \
+      libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev libwebp-dev \
+      libtiff-dev \
  && rm -rf /var/lib/apt/lists/*
 # docker/wheels/VARIANT holds the wheels of scripts/docker_wheels.sh (only a README online).
 COPY docker/wheels/${VARIANT} /wheels
@@ -58,6 +63,8 @@ COPY cmake cmake
 COPY include include
 COPY src src
 COPY configs configs
+# The default feature network of `ddpm eval`, installed into share/ddpm/feature-nets.
+COPY data/feature-nets/fashion_mnist.pt data/feature-nets/
 # ddpm compile's Python half, which the build puts into the binary.
 COPY scripts/compile_package.py scripts/ddpm_unet.py scripts/
 # The CUDA variant finds nvcc and the CUDA runtime in the nvidia-cuda-* wheels (nvidia/cu13).
@@ -106,7 +113,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 # The libraries the binary links besides LibTorch (`ldd /opt/ddpm/bin/ddpm`), and python3 for
 # torchrun.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 libspdlog1.10 libfmt9 libstb0 \
+ && apt-get install -y --no-install-recommends python3 libspdlog1.10 libfmt9 libstb0 libwebp7 \
+      libwebpdemux2 libtiff6 \
  && rm -rf /var/lib/apt/lists/*
 # The same paths as in the build stage: the binary's RUNPATH names them.
 COPY --from=slim /opt/venv /opt/venv

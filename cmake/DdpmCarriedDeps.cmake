@@ -4,7 +4,7 @@
 #   include/   cxxopts.hpp, nlohmann/, spdlog/, fmt/, stb/stb_image*.h, gloo/
 #   googletest/   GoogleTest's sources (Debian's /usr/src/googletest)
 # spdlog and fmt are used header-only, and stb's implementations are compiled here from its
-# headers, so nothing of the carried folder is a prebuilt library. Defines the same targets as
+# headers, so nothing of the carried folder is a prebuilt library (hence no WebP or TIFF). Defines the same targets as
 # the system path in DdpmDependencies.cmake.
 
 get_filename_component(DDPM_CARRIED_DEPS "${DDPM_CARRIED_DEPS}" ABSOLUTE)
@@ -51,6 +51,13 @@ target_include_directories(ddpm_stb SYSTEM PUBLIC "${carried_include}/stb")
 set_target_properties(ddpm_stb PROPERTIES POSITION_INDEPENDENT_CODE ON)
 
 set(DDPM_GLOO_INCLUDE_DIR "${carried_include}")
+
+# WebP and TIFF need libwebp and libtiff, which are prebuilt libraries: a carried build goes
+# without them, and refuses such files with what to install (webp_image.cpp, tiff_image.cpp).
+add_library(ddpm_image_codecs INTERFACE)
+set(DDPM_WITH_WEBP OFF)
+set(DDPM_WITH_TIFF OFF)
+message(STATUS "Carried dependencies: built without WebP and TIFF decoding")
 
 if(DDPM_BUILD_TESTS)
   if(NOT EXISTS "${DDPM_CARRIED_DEPS}/googletest/CMakeLists.txt")

@@ -1,7 +1,7 @@
 # Finds every dependency from the system (or an installed Python torch) and stops with a
 # message that says how to install whatever is missing. Sets DDPM_WITH_CUDA.
 
-set(DDPM_APT_HINT "Install it with: sudo apt-get install libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev libgtest-dev  (or run scripts/setup.sh)")
+set(DDPM_APT_HINT "Install it with: sudo apt-get install libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev libgtest-dev libwebp-dev libtiff-dev  (or run scripts/setup.sh)")
 
 include(DdpmFindTorch)
 if(NOT Torch_FOUND)
@@ -58,6 +58,29 @@ else()
   add_library(ddpm_stb INTERFACE)
   target_include_directories(ddpm_stb INTERFACE "${DDPM_STB_INCLUDE_DIR}")
   target_link_libraries(ddpm_stb INTERFACE "${DDPM_STB_LIBRARY}")
+
+  # WebP and TIFF decoding (formats/webp_image.h, tiff_image.h): Debian's libwebp-dev (with its
+  # demuxer, for animations) and libtiff-dev, found as the stb library is.
+  find_path(DDPM_WEBP_INCLUDE_DIR webp/decode.h)
+  find_library(DDPM_WEBP_LIBRARY webp)
+  find_library(DDPM_WEBPDEMUX_LIBRARY webpdemux)
+  find_library(DDPM_WEBPMUX_LIBRARY webpmux)  # the tests' animation encoder
+  find_path(DDPM_TIFF_INCLUDE_DIR tiffio.h)
+  find_library(DDPM_TIFF_LIBRARY tiff)
+  if(NOT DDPM_WEBP_INCLUDE_DIR OR NOT DDPM_WEBP_LIBRARY OR NOT DDPM_WEBPDEMUX_LIBRARY)
+    message(FATAL_ERROR "libwebp (webp/decode.h, libwebp, libwebpdemux) was not found. "
+                        "${DDPM_APT_HINT}")
+  endif()
+  if(NOT DDPM_TIFF_INCLUDE_DIR OR NOT DDPM_TIFF_LIBRARY)
+    message(FATAL_ERROR "libtiff (tiffio.h, libtiff) was not found. ${DDPM_APT_HINT}")
+  endif()
+  add_library(ddpm_image_codecs INTERFACE)
+  target_include_directories(ddpm_image_codecs INTERFACE "${DDPM_WEBP_INCLUDE_DIR}"
+                                                         "${DDPM_TIFF_INCLUDE_DIR}")
+  target_link_libraries(ddpm_image_codecs INTERFACE "${DDPM_WEBP_LIBRARY}"
+                        "${DDPM_WEBPDEMUX_LIBRARY}" "${DDPM_TIFF_LIBRARY}")
+  set(DDPM_WITH_WEBP ON)
+  set(DDPM_WITH_TIFF ON)
 
   # c10d's Gloo backend is compiled into LibTorch, but LibTorch's headers for it include Gloo's
   # own headers, which pip's torch does not ship: take them (headers only, nothing is linked) from

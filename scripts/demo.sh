@@ -27,3 +27,6 @@ resume=()
   --grid "$run_dir/final/grid.png" --overwrite
 printf '\nSamples: %s\nGrid:    %s\nTraining grids: %s\n' "$run_dir/final" \
   "$run_dir/final/grid.png" "$run_dir/samples"
+printf 'Score them: %s eval --real %s --generated %s\nWatch training: %s\n' "$ddpm" \
+  "$root/data/fashion-mnist/test" "$run_dir/final" \
+  "$root/.venv/bin/tensorboard --logdir $root/runs (after pip install tensorboard in .venv)"

@@ -3,13 +3,16 @@
 #   1. installs the Docker engine (Debian's docker.io, containerd, runc, iptables) and debootstrap
 #      when missing, and starts dockerd privately (its own data root, exec root and socket),
 #      stopping it at the end;
-#   2. makes the base image with debootstrap from Debian's mirror and `docker import`s it under
-#      the Dockerfile's BASE_IMAGE name when it is missing (no registry is needed);
+#   2. makes the base image with debootstrap from this machine's own Debian apt source (else
+#      debootstrap's default) and `docker import`s it under the Dockerfile's BASE_IMAGE name
+#      (debian:MAJOR.MINOR, a point release) when it is missing, after checking that the tree is
+#      that release (no registry is needed);
 #   3. fetches the wheels into docker/wheels/cpu (scripts/docker_wheels.sh) when they are missing,
 #      and builds the image with OFFLINE=1 (pip --no-index: no Python index inside the build);
 #   4. inside containers: `ddpm --version`, `ddpm info`, a tiny `ddpm train` on images in a
 #      mounted volume, `ddpm sample` of that run, two Gloo ranks under torchrun, `ddpm compile`
-#      of the run in the build stage and `ddpm sample` of that package in the image; then checks
+#      of the run in the build stage and `ddpm sample` of that package in the image, `ddpm eval`
+#      of the samples on the feature network the image installs; then checks
 #      on the host that the PNGs are there and that the files belong to the image's ddpm user
 #      (default) or to the invoking user's id (docker run --user "$(id -u):$(id -g)"; as root,
 #      the sudo caller's id or 4321).
@@ -92,18 +95,34 @@ step=$SECONDS
 base="$(sed -n 's/^ARG BASE_IMAGE=//p' "$root/Dockerfile" | head -1)"
 [[ -n "$base" ]] || die "the Dockerfile names no BASE_IMAGE"
 if ! docker image inspect "$base" >/dev/null 2>&1; then
-  suite="${base##*:}"
+  release="${base##*:}"
+  case "${release%%.*}" in
+    11) suite=bullseye ;;
+    12) suite=bookworm ;;
+    13) suite=trixie ;;
+    *) die "the Dockerfile's BASE_IMAGE '$base' is not debian:MAJOR.MINOR (11 to 13)," \
+           "so debootstrap cannot make it; pull it from a registry instead" ;;
+  esac
   # The mirror is this machine's own apt source (the first Debian URI it lists); without one,
   # debootstrap's default.
   mirror="$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
     /etc/apt/sources.list.d/*.list /etc/apt/sources.list |
     grep -oE '(https?|file)://[^ ]*/debian/?' | head -1 || true)"
-  say "making $base with debootstrap ($suite, minbase) from ${mirror:-the default mirror of debootstrap}"
+  say "making $base with debootstrap ($suite, minbase) from" \
+      "${mirror:-the default mirror of debootstrap}"
   rootfs="$state/rootfs-$suite"
   $sudo rm -rf "$rootfs"
   $sudo debootstrap --variant=minbase "$suite" "$rootfs" ${mirror:+"$mirror"} \
     > "$state/debootstrap.log" 2>&1 ||
     { tail -20 "$state/debootstrap.log" >&2; die "debootstrap failed"; }
+  made="$(cat "$rootfs/etc/debian_version" 2>/dev/null || true)"
+  if [[ "$made" != "$release" ]]; then
+    $sudo rm -rf "$rootfs"
+    die "debootstrap made Debian ${made:-(unknown)} from ${mirror:-the default mirror}, not the" \
+        "Dockerfile's pinned $release: the mirror has moved to another point release. Pull" \
+        "$base from a registry, or move BASE_IMAGE in the Dockerfile to debian:$made (a" \
+        "deliberate change of the base)."
+  fi
   $sudo tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
   $sudo rm -rf "$rootfs"
 fi
@@ -175,6 +194,12 @@ run --entrypoint /opt/ddpm/bin/ddpm "$tag-build" compile --checkpoint /work/run 
 run "$tag" sample --checkpoint /work/run.pt2 --out /work/compiled --num 4 --batch 4 --steps 4 \
   --device cpu > "$work/sample_compiled.log" 2>&1 ||
   { tail -20 "$work/sample_compiled.log" >&2; die "sampling the package failed in the image"; }
+# ddpm eval without --features: the default feature network the image installs.
+run "$tag" eval --real /work/images --generated /work/samples --metrics fid --threads 1 \
+  > "$work/eval.log" 2>&1 || { tail -20 "$work/eval.log" >&2; die "ddpm eval failed in the image"; }
+grep -q '^features_file *"/opt/ddpm/share/ddpm/feature-nets/fashion_mnist.pt"' "$work/eval.log" ||
+  { tail -20 "$work/eval.log" >&2; die "ddpm eval in the image did not use the installed default" \
+                                        "feature network"; }
 lap "runs in the container" "$step"
 
 # On the host: the files, their owners and the PNGs' signatures.
@@ -201,5 +226,6 @@ grep -q "2 processes (gloo" "$work/torchrun.log" ||
 [[ -f "$work/run2/checkpoints/latest" ]] || die "the torchrun run wrote no checkpoint"
 
 say "passed: $version; image $tag $((size / 1000000)) MB; 4 PNGs owned by uid $as_uid; 2 Gloo" \
-    "ranks; a package compiled in the build stage sampled in the image"
+    "ranks; a package compiled in the build stage sampled in the image; eval on the installed" \
+    "feature network"
 printf '%s\n' "${timings[@]}" "total: $((SECONDS - started)) s" >&2

@@ -46,7 +46,7 @@ fi
 
 # 1. System packages: compilers, the C++ libraries, Python's venv.
 packages=(g++ git pkg-config libcxxopts-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgloo-dev
-          libgtest-dev)
+          libgtest-dev libwebp-dev libtiff-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv python3-pip)
 ((with_data || with_tests)) && packages+=(dataset-fashion-mnist)
 missing=()

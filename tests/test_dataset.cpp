@@ -115,21 +115,22 @@ TEST_F(Dataset, ScanFindsImagesRecursivelyAndSorted) {
 // folders add up their classes' reports and count what lies beside the class folders.
 TEST_F(Dataset, ScanReportsFormatsAndThePassedOverFiles) {
   for (const char* name : {"b.PNG", "a.jpg", "sub/c.Jpeg", "e.png", "1.txt", "2.txt", "3.txt",
-                           "4.TXT", "README", "photo.webp", "scan.tif"}) {
+                           "4.TXT", "README", "photo.webp", "scan.tif", "b.TIFF", "x.psd"}) {
     fs::create_directories((folder_ / name).parent_path());
     std::ofstream(folder_ / name) << "";
   }
   const ImageFolderScan scan = scan_image_folder_report(folder_);
-  EXPECT_EQ(scan.images.size(), 4u);
-  EXPECT_EQ(scan.formats, (std::map<std::string, int64_t>{{"jpg", 2}, {"png", 2}}));
+  EXPECT_EQ(scan.images.size(), 7u);
+  EXPECT_EQ(scan.formats, (std::map<std::string, int64_t>{
+                              {"jpg", 2}, {"png", 2}, {"tif", 2}, {"webp", 1}}));
   EXPECT_EQ(scan.passed_over, (std::map<std::string, int64_t>{
-                                  {"", 1}, {".tif", 1}, {".txt", 4}, {".webp", 1}}));
+                                  {"", 1}, {".psd", 1}, {".txt", 4}}));
   EXPECT_EQ(scan.examples.at(".txt").size(), 3u);
   EXPECT_EQ(describe_scan(scan, "DIR"),
-            "4 images in 'DIR' (jpg 2, png 2); passed over 7 other files: no extension 1 "
-            "(README), .tif 1 (scan.tif), .txt 4 (" + scan.examples.at(".txt")[0] + ", " +
-                scan.examples.at(".txt")[1] + ", " + scan.examples.at(".txt")[2] +
-                ", ...), .webp 1 (photo.webp)");
+            "7 images in 'DIR' (jpg 2, png 2, tif 2, webp 1); passed over 6 other files: no "
+            "extension 1 (README), .psd 1 (x.psd), .txt 4 (" + scan.examples.at(".txt")[0] +
+                ", " + scan.examples.at(".txt")[1] + ", " + scan.examples.at(".txt")[2] +
+                ", ...)");
 
   const fs::path classes = folder_ / "classes";
   for (const char* name : {"cat/1.png", "cat/x.txt", "dog/2.jpg", "labels.csv"}) {

@@ -249,9 +249,27 @@ TEST_F(EvalCli, ErrorsNameTheProblem) {
                                     (dir_.path() / "absent.pt").string());
   EXPECT_EQ(missing_net.exit_code, 1);
   EXPECT_CONTAINS(missing_net.output, "absent.pt' does not exist");
-  const auto no_default = run_ddpm("eval --real " + three.string() + " --generated " +
-                                   three.string());
+  // Without --features, from another folder: the shipped network beside the program's tree
+  // (a build folder inside the repository); a copy of the program far from it, in a folder
+  // without one, says where it looked and what to do.
+  const std::string both = " eval --real " + three.string() + " --generated " + three.string() +
+                           " --metrics fid --allow-size-mismatch";
+  const fs::path shipped = fs::path(DDPM_BINARY).parent_path().parent_path() /
+                           "data/feature-nets/fashion_mnist.pt";
+  const auto from_elsewhere =
+      testing::run_command("cd " + dir_.path().string() + " && " + DDPM_BINARY + both);
+  if (fs::exists(shipped)) {
+    EXPECT_EQ(from_elsewhere.exit_code, 0) << from_elsewhere.output;
+    EXPECT_CONTAINS(from_elsewhere.output, "features_file    \"" + shipped.string() + "\"");
+  }
+  fs::create_directories(dir_.path() / "elsewhere/bin");
+  fs::copy_file(DDPM_BINARY, dir_.path() / "elsewhere/bin/ddpm");
+  const auto no_default = testing::run_command("cd " + dir_.path().string() + " && " +
+                                               (dir_.path() / "elsewhere/bin/ddpm").string() +
+                                               both);
   EXPECT_EQ(no_default.exit_code, 2);
+  EXPECT_CONTAINS(no_default.output, "default feature network was not found");
+  EXPECT_CONTAINS(no_default.output, "elsewhere/share/ddpm/feature-nets/fashion_mnist.pt");
   EXPECT_CONTAINS(no_default.output, "scripts/train_feature_net.py");
 
   const auto nothing = run_ddpm(eval((dir_.path() / "absent").string(), three.string()));

@@ -20,8 +20,8 @@ std::vector<std::string> image_files(const std::string& path, const std::string&
   if (!fs::is_directory(path, error)) {
     if (!has_image_extension(path)) {
       throw Error(ErrorKind::usage, flag + " '" + path +
-                                        "' is not an image file (.png .jpg .jpeg .bmp .tga "
-                                        ".gif) or a folder of them");
+                                        "' is not an image file (" + kImageExtensionsText +
+                                        ") or a folder of them");
     }
     return {path};
   }

@@ -115,15 +115,13 @@ EvalSettings eval_settings(const cxxopts::ParseResult& arguments) {
     check_output("json", settings.json_path, overwrite);
   }
   settings.features_file = arguments["features"].as<std::string>();
-  std::error_code error;
-  if (arguments.count("features") == 0 && !fs::exists(settings.features_file, error)) {
-    throw Error(ErrorKind::usage,
-                std::string("no --features given, and the default feature network '") +
-                    kDefaultFeatureNet +
-                    "' (relative to the current folder) does not exist. For Fashion-MNIST make "
-                    "it with: .venv/bin/python scripts/train_feature_net.py (a few minutes on a CPU); for "
-                    "RGB data export Inception-v3 with scripts/export_inception.py; then pass "
-                    "--features FILE");
+  if (arguments.count("features") == 0) {
+    settings.features_file = find_default_feature_net().string();
+    if (settings.features_file.empty()) {
+      throw Error(ErrorKind::usage,
+                  default_feature_net_missing("no --features given") +
+                      "; then pass --features FILE");
+    }
   }
   settings.per_class = arguments.count("per-class") > 0;
   settings.allow_size_mismatch = arguments.count("allow-size-mismatch") > 0;

@@ -81,7 +81,7 @@ ClassFolders scan_class_folders(const fs::path& folder, int64_t max_files) {
       throw Error(ErrorKind::runtime,
                   "class folder '" + class_folder.string() + "' (class " +
                       std::to_string(result.names.size()) + " of data.path '" + folder.string() +
-                      "') holds no image files (.png .jpg .jpeg .bmp .tga .gif); add its "
+                      "') holds no image files (" + kImageExtensionsText + "); add its "
                       "images or remove the folder");
     }
     const auto label = static_cast<int64_t>(result.names.size());

@@ -30,7 +30,8 @@ void ImageFolderScan::pass_over(const fs::path& file) {
 
 bool has_image_extension(const fs::path& path) {
   const std::string extension = lower_extension(path);
-  for (const char* known : {".png", ".jpg", ".jpeg", ".bmp", ".tga", ".gif"}) {
+  for (const char* known :
+       {".png", ".jpg", ".jpeg", ".bmp", ".tga", ".gif", ".webp", ".tif", ".tiff"}) {
     if (extension == known) return true;
   }
   return false;
@@ -114,7 +115,7 @@ ImageFolderScan scan_image_folder_report(const fs::path& folder, int64_t max_fil
       }
       files.push_back(it->path());
       std::string format = lower_extension(it->path()).substr(1);
-      ++scan.formats[format == "jpeg" ? "jpg" : format];
+      ++scan.formats[format == "jpeg" ? "jpg" : format == "tiff" ? "tif" : format];
     }
   } catch (const fs::filesystem_error& failure) {
     throw Error(ErrorKind::runtime, "cannot list image folder '" + folder.string() +
@@ -125,8 +126,8 @@ ImageFolderScan scan_image_folder_report(const fs::path& folder, int64_t max_fil
     if (!scan.passed_over.empty()) others = ": " + describe_scan(scan, folder.string());
     throw Error(ErrorKind::runtime,
                 "image folder '" + folder.string() +
-                    "' holds no image files (.png .jpg .jpeg .bmp .tga .gif, searched "
-                    "recursively)" + others + "; check data.path");
+                    "' holds no image files (" + kImageExtensionsText +
+                    ", searched recursively)" + others + "; check data.path");
   }
   std::sort(files.begin(), files.end());
   return scan;

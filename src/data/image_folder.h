@@ -12,12 +12,16 @@
 
 namespace ddpm {
 
+// The extensions scan_image_folder() takes (any case), as messages list them.
+inline constexpr const char* kImageExtensionsText =
+    ".png .jpg .jpeg .bmp .tga .gif .webp .tif .tiff";
+
 // Whether the file name ends in one of the image extensions scan_image_folder() takes.
 bool has_image_extension(const std::filesystem::path& path);
 
-// Every image file (.png .jpg .jpeg .bmp .tga .gif, any case) under `folder`, recursively,
-// sorted. Only lists the folder, never opens a file. Throws ddpm::Error (runtime) naming the
-// path when it is missing, not a folder, unreadable, or holds no image files, and (config,
+// Every image file (kImageExtensionsText, any case) under `folder`, recursively, sorted. Only
+// lists the folder, never opens a file. Throws ddpm::Error (runtime) naming the path when it is
+// missing, not a folder, unreadable, or holds no image files, and (config,
 // naming data.max_files) as soon as it has found more than `max_files`, so that the list's
 // memory stays bounded.
 std::vector<std::filesystem::path> scan_image_folder(const std::filesystem::path& folder,

@@ -70,6 +70,39 @@ int int_attribute(const torch::jit::Module& module, const fs::path& path, const 
 
 }  // namespace
 
+std::vector<fs::path> default_feature_net_candidates() {
+  std::vector<fs::path> candidates = {kDefaultFeatureNet};
+  std::error_code error;
+  const fs::path self = fs::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    const fs::path prefix = self.parent_path().parent_path();
+    candidates.push_back(prefix / kDefaultFeatureNet);
+    candidates.push_back(prefix / "share/ddpm/feature-nets" /
+                         fs::path(kDefaultFeatureNet).filename());
+  }
+  return candidates;
+}
+
+fs::path find_default_feature_net() {
+  for (const fs::path& candidate : default_feature_net_candidates()) {
+    std::error_code error;
+    if (fs::is_regular_file(candidate, error)) return candidate;
+  }
+  return {};
+}
+
+std::string default_feature_net_missing(const std::string& context) {
+  std::string searched;
+  for (const fs::path& candidate : default_feature_net_candidates()) {
+    searched += (searched.empty() ? "'" : ", '") + candidate.string() + "'";
+  }
+  return context + ", and the default feature network was not found (looked for " + searched +
+         "). The repository ships it as " + kDefaultFeatureNet +
+         ": run from the repository's folder, or pass its path; to make it again, "
+         ".venv/bin/python scripts/train_feature_net.py (Fashion-MNIST); for RGB data, export "
+         "Inception-v3 with .venv/bin/python scripts/export_inception.py";
+}
+
 FeatureNet::FeatureNet(const fs::path& path, torch::Device device) : path_(path), device_(device) {
   std::error_code error;
   if (!fs::is_regular_file(path, error)) {

@@ -25,9 +25,19 @@
 
 namespace ddpm {
 
-// The feature network `ddpm eval` and train.eval_every use unless told otherwise (relative to
-// the current folder): Fashion-MNIST's, made by scripts/train_feature_net.py.
+// The feature network `ddpm eval` and train.eval_every use unless told otherwise:
+// Fashion-MNIST's, which the repository ships (made by scripts/train_feature_net.py).
 inline constexpr const char* kDefaultFeatureNet = "data/feature-nets/fashion_mnist.pt";
+
+// Where the default network is looked for, in order: kDefaultFeatureNet relative to the current
+// folder; beside the running program's tree, BIN/../data/feature-nets/fashion_mnist.pt (a build
+// folder inside the repository) and BIN/../share/ddpm/feature-nets/fashion_mnist.pt (an
+// installed ddpm, the Docker image).
+std::vector<std::filesystem::path> default_feature_net_candidates();
+// The first candidate that is a file; empty when none is.
+std::filesystem::path find_default_feature_net();
+// The message for "none found": the places searched and what to do.
+std::string default_feature_net_missing(const std::string& context);
 
 struct FeatureNetInput {
   int channels = 0, height = 0, width = 0;

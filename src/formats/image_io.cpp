@@ -1,21 +1,27 @@
 // Image files in and out: decoding and PNG writing; see image_io.h. stb's decoders and
-// encoders come compiled in the system's libstb, so no STB_*_IMPLEMENTATION macro is defined.
+// encoders come compiled in the system's libstb, so no STB_*_IMPLEMENTATION macro is defined;
+// WebP and TIFF go to webp_image.h and tiff_image.h.
 #include "formats/image_io.h"
 
 #include <stb_image.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <memory>
 #include <string_view>
+#include <utility>
 
 #include "base/atomic_file.h"
+#include "base/log.h"
 #include "ddpm/error.h"
 #include "formats/png.h"
 #include "formats/stb_guard.h"
+#include "formats/tiff_image.h"
+#include "formats/webp_image.h"
 
 // Exported by libstb but declared by stb_image_write.h only inside its implementation section.
 extern "C" unsigned char* stbi_write_png_to_mem(const unsigned char* pixels, int stride_bytes,
@@ -24,25 +30,23 @@ extern "C" unsigned char* stbi_write_png_to_mem(const unsigned char* pixels, int
 namespace ddpm {
 namespace {
 
-Error image_error(const std::filesystem::path& path, const std::string& reason) {
-  return Error(ErrorKind::runtime, "image '" + path.string() + "': " + reason);
-}
-
 std::string read_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw image_error(path, "cannot be opened; check that the file exists and is readable");
+  if (!in) {
+    throw image_file_error(path, "cannot be opened; check that the file exists and is readable");
+  }
   const std::streamoff size = in.tellg();
-  if (size < 0) throw image_error(path, "cannot be read");
-  if (size == 0) throw image_error(path, "is empty (0 bytes); delete or replace the file");
+  if (size < 0) throw image_file_error(path, "cannot be read");
+  if (size == 0) throw image_file_error(path, "is empty (0 bytes); delete or replace the file");
   if (size > kMaxImageFileBytes) {
-    throw image_error(path, "is " + std::to_string(size) + " bytes, more than the limit of " +
+    throw image_file_error(path, "is " + std::to_string(size) + " bytes, more than the limit of " +
                                 std::to_string(kMaxImageFileBytes) +
                                 " for an image file (kMaxImageFileBytes in formats/image_io.h); "
                                 "downscale or recompress it");
   }
   std::string bytes(static_cast<size_t>(size), '\0');
   in.seekg(0);
-  if (!in.read(bytes.data(), size)) throw image_error(path, "read failed");
+  if (!in.read(bytes.data(), size)) throw image_file_error(path, "read failed");
   return bytes;
 }
 
@@ -78,21 +82,35 @@ std::string stb_reason() {
   return reason && *reason ? reason : "no reason given";
 }
 
-void check_dimensions(const std::filesystem::path& path, uint32_t width, uint32_t height,
-                      int64_t max_pixels) {
+}  // namespace
+
+Error image_file_error(const std::filesystem::path& path, const std::string& reason) {
+  return Error(ErrorKind::runtime, "image '" + path.string() + "': " + reason);
+}
+
+Error image_decoder_missing(const std::filesystem::path& path, const std::string& format,
+                            const std::string& package) {
+  return image_file_error(path, "is a " + format + " file, and this ddpm was built without " +
+                                    format + " support: install " + package +
+                                    " (sudo apt-get install " + package +
+                                    ") and rebuild, or convert the file to PNG");
+}
+
+void check_image_dimensions(const std::filesystem::path& path, uint32_t width, uint32_t height,
+                            int64_t max_pixels) {
   if (width == 0 || height == 0) {
-    throw image_error(path, "header claims " + std::to_string(width) + "x" +
+    throw image_file_error(path, "header claims " + std::to_string(width) + "x" +
                                 std::to_string(height) + " pixels; the file is corrupt");
   }
   if (width > kMaxImageSide || height > kMaxImageSide) {
-    throw image_error(path, "header claims " + std::to_string(width) + "x" +
+    throw image_file_error(path, "header claims " + std::to_string(width) + "x" +
                                 std::to_string(height) + " pixels, beyond the limit of " +
                                 std::to_string(kMaxImageSide) +
                                 " per side that the decoder takes; downscale it first "
                                 "(training resizes to data.image_size)");
   }
   if (uint64_t{width} * height > static_cast<uint64_t>(max_pixels)) {
-    throw image_error(path, "header claims " + std::to_string(width) + "x" +
+    throw image_file_error(path, "header claims " + std::to_string(width) + "x" +
                                 std::to_string(height) + " pixels, beyond the limit of " +
                                 std::to_string(max_pixels) +
                                 " pixels (data.max_image_pixels); downscale it first (training "
@@ -100,6 +118,27 @@ void check_dimensions(const std::filesystem::path& path, uint32_t width, uint32_
                                 "to " + std::to_string(kMaxImagePixelsLimit) +
                                 " (a decode takes up to 8 bytes per pixel)");
   }
+}
+
+namespace {
+
+// A multi-page TIFF or an animated WebP: said once per process, since a folder of them would
+// otherwise say it for every file.
+void note_first_frame_only(const std::filesystem::path& path, const Image& image,
+                           const char* what) {
+  static std::atomic<bool> said{false};
+  if (image.frames <= 1 || said.exchange(true)) return;
+  log::warn("image '" + path.string() + "' holds " + std::to_string(image.frames) + " " + what +
+            " is read (said once: every multi-page TIFF and animated WebP is read so)");
+}
+
+Image with_channels(Image native, int channels) {
+  const size_t pixels = static_cast<size_t>(native.width) * native.height;
+  if (native.channels != channels) {
+    native.pixels = convert_channels(native.pixels.data(), pixels, native.channels, channels);
+    native.channels = channels;
+  }
+  return native;
 }
 
 }  // namespace
@@ -130,10 +169,21 @@ Image decode_image(std::string_view bytes, int channels, const std::filesystem::
                                         std::to_string(kMaxImagePixelsLimit) + "], got " +
                                         std::to_string(max_pixels));
   }
-  if (bytes.empty()) throw image_error(path, "is empty (0 bytes); delete or replace the file");
+  if (bytes.empty()) throw image_file_error(path, "is empty (0 bytes); delete or replace the file");
   if (bytes.size() > static_cast<size_t>(kMaxImageFileBytes)) {
-    throw image_error(path, "is larger than the limit of " + std::to_string(kMaxImageFileBytes) +
+    throw image_file_error(path, "is larger than the limit of " +
+                                     std::to_string(kMaxImageFileBytes) +
                                 " bytes for an image file (kMaxImageFileBytes)");
+  }
+  if (is_tiff(bytes)) {
+    Image native = decode_tiff(bytes, path, max_pixels);
+    note_first_frame_only(path, native, "pages; its first page");
+    return with_channels(std::move(native), channels);
+  }
+  if (is_webp(bytes)) {
+    Image native = decode_webp(bytes, path, max_pixels);
+    note_first_frame_only(path, native, "frames; its first frame");
+    return with_channels(std::move(native), channels);
   }
   check_before_stb(bytes, path);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
@@ -141,13 +191,14 @@ Image decode_image(std::string_view bytes, int channels, const std::filesystem::
   int width = 0, height = 0, native = 0;
   // stb refuses some oversized PNG headers itself, with a vague message; name the size instead.
   if (const auto size = png_header_size(bytes)) {
-    check_dimensions(path, size->first, size->second, max_pixels);
+    check_image_dimensions(path, size->first, size->second, max_pixels);
   }
   if (!stbi_info_from_memory(data, length, &width, &height, &native)) {
-    throw image_error(path, "is not a readable PNG, JPEG, BMP, TGA or GIF file (stb_image: " +
+    throw image_file_error(path, "is not a readable PNG, JPEG, BMP, TGA, GIF, WebP or TIFF file "
+                            "(stb_image: " +
                                 stb_reason() + ")");
   }
-  check_dimensions(path, static_cast<uint32_t>(width), static_cast<uint32_t>(height),
+  check_image_dimensions(path, static_cast<uint32_t>(width), static_cast<uint32_t>(height),
                    max_pixels);
   const bool sixteen_bit = stbi_is_16_bit_from_memory(data, length) != 0;
   std::unique_ptr<void, StbFree> decoded(
@@ -155,7 +206,8 @@ Image decode_image(std::string_view bytes, int channels, const std::filesystem::
           ? static_cast<void*>(stbi_load_16_from_memory(data, length, &width, &height, &native, 0))
           : static_cast<void*>(stbi_load_from_memory(data, length, &width, &height, &native, 0)));
   if (!decoded) {
-    throw image_error(path, "cannot be decoded: the file is truncated or corrupt (stb_image: " +
+    throw image_file_error(path, "cannot be decoded: the file is truncated or corrupt "
+                                 "(stb_image: " +
                                 stb_reason() + ")");
   }
   const size_t pixels = static_cast<size_t>(width) * height;

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "ddpm/error.h"
+
 namespace ddpm {
 
 struct Image {
@@ -20,6 +22,9 @@ struct Image {
   // read_image: the file's own channel count (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) before
   // conversion; 0 for images made in memory.
   int source_channels = 0;
+  // read_image: the frames (pages) the file holds, of which the first was decoded: a multi-page
+  // TIFF's pages, an animated WebP's frames; 1 for every other file.
+  int frames = 1;
 };
 
 // Largest image decode_image() decodes by default; a header claiming more is refused before
@@ -35,12 +40,26 @@ inline constexpr int64_t kMaxImageFileBytes = int64_t{1} << 30;
 // Throws ddpm::Error (runtime) naming `what` unless the image's size and pixel count agree.
 void check_image(const Image& image, const char* what);
 
-// Decodes PNG, JPEG, BMP, TGA or GIF (first frame), 8- or 16-bit (16-bit is rounded to 8-bit),
-// into `channels` channels (1, 3 or 4): gray -> RGB replicates, RGB -> gray is the ITU-R BT.601
-// luma 0.299 R + 0.587 G + 0.114 B, alpha is dropped or added as 255. Other formats stb knows
-// (PSD, HDR, PIC, PNM) are refused. Throws ddpm::Error (runtime) naming the file for an
-// unreadable, empty, truncated, corrupt or oversized file (more than `max_pixels` pixels, at
-// most kMaxImagePixelsLimit, or more than kMaxImageSide on a side).
+// The error every decoder throws: ddpm::Error (runtime), "image 'PATH': REASON".
+Error image_file_error(const std::filesystem::path& path, const std::string& reason);
+// The same for a format this build has no decoder for: what to install (`package`) and rebuild.
+Error image_decoder_missing(const std::filesystem::path& path, const std::string& format,
+                            const std::string& package);
+
+// Throws ddpm::Error (runtime) naming `path` for a header's size of 0 pixels, more than
+// kMaxImageSide on a side, or more than `max_pixels` pixels: what every decoder checks before
+// it decodes.
+void check_image_dimensions(const std::filesystem::path& path, uint32_t width, uint32_t height,
+                            int64_t max_pixels);
+
+// Decodes PNG, JPEG, BMP, TGA or GIF (first frame) through stb, WebP (webp_image.h: first frame
+// of an animation) and TIFF (tiff_image.h: first page; a multi-page file is said once per
+// process, as a warning), 8- or 16-bit (16-bit is rounded to 8-bit; TIFF keeps the high
+// byte), into `channels` channels (1, 3 or 4): gray -> RGB replicates, RGB -> gray is the
+// ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B, alpha is dropped or added as 255. Other
+// formats stb knows (PSD, HDR, PIC, PNM) are refused. Throws ddpm::Error (runtime) naming the
+// file for an unreadable, empty, truncated, corrupt or oversized file (more than `max_pixels`
+// pixels, at most kMaxImagePixelsLimit, or more than kMaxImageSide on a side).
 Image read_image(const std::filesystem::path& path, int channels,
                  int64_t max_pixels = kMaxImagePixels);
 // The same from the file's bytes; `name` is the file that errors name.

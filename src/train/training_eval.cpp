@@ -25,8 +25,9 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string feature_net_path(const TrainConfig& train) {
-  return train.eval_feature_net.empty() ? std::string(kDefaultFeatureNet)
-                                        : train.eval_feature_net;
+  if (!train.eval_feature_net.empty()) return train.eval_feature_net;
+  const fs::path found = find_default_feature_net();
+  return found.empty() ? std::string(kDefaultFeatureNet) : found.string();
 }
 
 FeatureNet open_feature_net(const Config& config, torch::Device device) {
@@ -34,13 +35,11 @@ FeatureNet open_feature_net(const Config& config, torch::Device device) {
   std::error_code error;
   if (!fs::is_regular_file(path, error)) {
     throw Error(ErrorKind::config,
-                "train.eval_feature_net: the feature network '" + path +
-                    "' does not exist" +
-                    (config.train.eval_feature_net.empty()
-                         ? " (the default, relative to the current folder); make it with "
-                           ".venv/bin/python scripts/train_feature_net.py, or give its path"
-                         : "; check the path") +
-                    ", or set train.eval_every=0");
+                config.train.eval_feature_net.empty()
+                    ? default_feature_net_missing("train.eval_feature_net is not set") +
+                          "; give its path in train.eval_feature_net, or set train.eval_every=0"
+                    : "train.eval_feature_net: the feature network '" + path +
+                          "' does not exist; check the path, or set train.eval_every=0");
   }
   FeatureNet net(path, device);
   const FeatureNetInput input = net.input();
