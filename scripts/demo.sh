@@ -24,9 +24,9 @@ resume=()
   --set train.steps="$steps" --set train.sample_every=500 "${resume[@]}"
 
 "$ddpm" sample --checkpoint "$run_dir" --out "$run_dir/final" --num 64 --batch 64 \
-  --grid "$run_dir/final/grid.png" --overwrite
+  --grid "$run_dir/grid.png" --overwrite
 printf '\nSamples: %s\nGrid:    %s\nTraining grids: %s\n' "$run_dir/final" \
-  "$run_dir/final/grid.png" "$run_dir/samples"
+  "$run_dir/grid.png" "$run_dir/samples"
 printf 'Score them: %s eval --real %s --generated %s\nWatch training: %s\n' "$ddpm" \
   "$root/data/fashion-mnist/test" "$run_dir/final" \
   "$root/.venv/bin/tensorboard --logdir $root/runs (after pip install tensorboard in .venv)"

@@ -180,6 +180,11 @@ TEST(WebpImage, TruncatedCorruptAndOversizedFilesAreRefusedNamingTheFile) {
 // A TIFF written by libtiff with the given layout; `samples` holds height rows of width *
 // samples_per_pixel values of bits_per_sample bits (8 or 16, native endianness).
 struct TiffPage {
+  TiffPage(int height, int width, int samples_per_pixel, int bits,
+           uint16_t photometric = PHOTOMETRIC_MINISBLACK, uint16_t compression = COMPRESSION_NONE,
+           uint16_t extra_sample = 0)
+      : height(height), width(width), samples_per_pixel(samples_per_pixel), bits(bits),
+        photometric(photometric), compression(compression), extra_sample(extra_sample) {}
   int height = 0, width = 0, samples_per_pixel = 1, bits = 8;
   uint16_t photometric = PHOTOMETRIC_MINISBLACK;
   uint16_t compression = COMPRESSION_NONE;
@@ -341,7 +346,9 @@ TEST_F(TiffImage, BadFilesAreRefusedNamingTheFileAndWhatToDo) {
   // Pixel data cut off, then the directory itself cut off (libtiff writes it at the end).
   expect_refused(bytes.substr(0, 8 + 600), "cut.tif");
   expect_refused(bytes.substr(0, 8), "header.tif");
-  expect_refused(std::string("II*\0", 4) + std::string(200, '\xff'), "garbage.tif");
+  std::string garbage("II*\0", 4);
+  garbage.append(200, '\xff');
+  expect_refused(garbage, "garbage.tif");
   EXPECT_NE(expect_refused(bytes, "big.tif", 599).find("30x20"), std::string::npos);
   EXPECT_NO_THROW(decode_image(bytes, 3, "fits.tif", 600));
   // Floating-point samples: refused, saying to convert the file.
