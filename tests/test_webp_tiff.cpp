@@ -339,6 +339,44 @@ TEST_F(TiffImage, AMultiPageFileGivesItsFirstPage) {
   EXPECT_EQ(image.pixels, known_pixels(height, width, 1, 0));
 }
 
+// Through a command: `ddpm eval` on a folder of two-page TIFFs against a folder of the same
+// first pages as lossless WebP (WebP has no gray mode: R = G = B, whose luma is the gray value
+// exactly, hence --allow-size-mismatch) scores FID 0 (the same pixels), and says the multi-page note
+// once for the whole run, not once per file.
+TEST_F(TiffImage, EvalReadsTiffAndWebpFoldersAndSaysTheMultiPageNoteOnce) {
+  const fs::path tiffs = file("tiffs"), webps = file("webps"), net = file("net.pt");
+  fs::create_directories(tiffs);
+  fs::create_directories(webps);
+  for (int i = 0; i < 4; ++i) {
+    TiffPage first{8, 8, 1, 8}, second{8, 8, 1, 8};
+    const std::vector<uint8_t> gray = known_pixels(8, 8, 1, i);
+    first.samples = as_bytes(gray);
+    second.samples = as_bytes(known_pixels(8, 8, 1, i + 7));
+    write_tiff(tiffs / (std::to_string(i) + ".tif"), {first, second});
+    std::vector<uint8_t> rgb;
+    for (uint8_t value : gray) rgb.insert(rgb.end(), {value, value, value});
+    std::ofstream(webps / (std::to_string(i) + ".webp"), std::ios::binary)
+        << webp_lossless(rgb, 8, 8, false);
+  }
+  testing::write_feature_net(net, testing::kBlockMeansForward);
+  const auto result = testing::run_ddpm("eval --real " + tiffs.string() + " --generated " +
+                                        webps.string() + " --features " + net.string() +
+                                        " --metrics fid --threads 1 --allow-size-mismatch");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("(tif 4)"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("(webp 4)"), std::string::npos) << result.output;
+  size_t notes = 0;
+  for (size_t at = result.output.find("holds 2 pages"); at != std::string::npos;
+       at = result.output.find("holds 2 pages", at + 1)) {
+    ++notes;
+  }
+  EXPECT_EQ(notes, 1u) << result.output;
+  const size_t fid = result.output.find("\nfid ");
+  ASSERT_NE(fid, std::string::npos) << result.output;
+  EXPECT_NEAR(std::stod(result.output.substr(result.output.find_first_not_of(' ', fid + 5))),
+              0.0, 1e-6);
+}
+
 TEST_F(TiffImage, BadFilesAreRefusedNamingTheFileAndWhatToDo) {
   TiffPage page{20, 30, 3, 8, PHOTOMETRIC_RGB};
   page.samples = as_bytes(known_pixels(20, 30, 3));
